@@ -1,0 +1,69 @@
+# Proximity — developer loop. `make demo` runs the product, `make test` proves it.
+SHELL := /bin/bash
+CARGO ?= cargo
+VERSION := $(shell grep -m1 '^version' Cargo.toml | cut -d'"' -f2)
+APT_PACKAGES := build-essential cmake pkg-config curl ca-certificates nftables iproute2 dnsutils \
+	udhcpc isc-dhcp-client dnsmasq-base busybox-static python3-venv zstd file
+
+.PHONY: all build release demo test test-rust test-web lint fmt web bench fuzz soak image clean deps help
+
+help:
+	@echo "make demo   - build everything and run the product on this machine (no Proxmox needed)"
+	@echo "make test   - install test prerequisites and run every test CI runs"
+	@echo "make build  - debug build (web UI + daemon)"
+	@echo "make release- optimized binary in target/release/proximity"
+	@echo "make lint   - rustfmt check + clippy -D warnings"
+	@echo "make bench  - benchmarks against dnsmasq/caddy/nginx (results in target/bench/)"
+	@echo "make image  - appliance CT template in dist/"
+	@echo "make fuzz   - run every fuzz target (FUZZ_SECONDS each)"
+
+# Install system prerequisites on Debian when missing (as root); elsewhere explain.
+deps:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	    echo "installing:$$missing"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else echo "missing packages:$$missing — install them (Debian: apt-get install$$missing)"; exit 1; fi; \
+	fi
+	@command -v node >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null; } || { echo "node/npm not found: install Node.js 18 or newer"; exit 1; }
+	@command -v $(CARGO) >/dev/null || { echo "cargo not found: install Rust from https://rustup.rs (1.95 or newer)"; exit 1; }
+
+web:
+	@if [ -f web/package.json ]; then cd web && { [ -d node_modules ] || npm ci --no-audit --no-fund; } && npm run build; else mkdir -p web/dist; fi
+
+build: web
+	$(CARGO) build
+
+release: web
+	$(CARGO) build --release
+
+demo: deps release
+	./target/release/proximity demo $(DEMO_ARGS)
+
+test: deps web test-rust test-web
+
+test-rust:
+	$(CARGO) test --all-targets -- --test-threads=2
+
+test-web:
+	@if [ -f web/package.json ] && grep -q '"test"' web/package.json; then cd web && npm test; fi
+
+lint:
+	$(CARGO) fmt --check
+	$(CARGO) clippy --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt
+
+bench: deps release
+	@if [ -x tests/bench/run.sh ]; then tests/bench/run.sh; else echo "benchmarks not available yet"; exit 1; fi
+
+fuzz:
+	@if [ -x tests/fuzz/run.sh ]; then tests/fuzz/run.sh $${FUZZ_SECONDS:-60}; else echo "fuzz targets not available yet"; exit 1; fi
+
+image: deps
+	@if [ -x appliance/build-image.sh ]; then appliance/build-image.sh $(IMAGE_ARGS); else echo "image build not available yet"; exit 1; fi
+
+clean:
+	$(CARGO) clean
+	rm -rf web/dist dist

@@ -1,0 +1,79 @@
+//! Subcommand implementations. `main` parses the command line and dispatches.
+
+pub mod db;
+pub mod demo;
+pub mod serve;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::cli::{CatalogCommand, Cli, Command, ConfigCommand, LogFormatArg};
+use crate::config::{Config, LogFormat};
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let log_format = cli.log_format.map(|f| match f {
+        LogFormatArg::Human => LogFormat::Human,
+        LogFormatArg::Json => LogFormat::Json,
+    });
+    let result = match cli.command {
+        Command::Serve(args) => serve::run(args, log_format),
+        Command::Demo(args) => demo::run(args, log_format),
+        Command::PveSim(_) => not_yet("pve-sim", "the Proxmox VE simulator"),
+        Command::Install(_) => not_yet("install", "the one-shot installer"),
+        Command::User(_) => not_yet("user", "user management"),
+        Command::Config(ConfigCommand::Check { file }) => return config_check(&file),
+        Command::Config(ConfigCommand::Defaults) => {
+            print!("{}", toml::to_string(&crate::config::ConfigFile::default()).unwrap_or_default());
+            Ok(())
+        }
+        Command::Catalog(CatalogCommand::Validate { .. }) => not_yet("catalog validate", "the app catalog"),
+        Command::Db(cmd) => db::run(cmd),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn not_yet(cmd: &str, what: &str) -> anyhow::Result<()> {
+    anyhow::bail!("`proximity {cmd}` is not available yet in this build ({what} has not landed)")
+}
+
+fn config_check(file: &Path) -> ExitCode {
+    match Config::load(file) {
+        Ok(_) => {
+            println!("{}: ok", file.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            for issue in &e.issues {
+                println!("{}:{}: {}", file.display(), issue.key, issue.message);
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Load the configuration for admin verbs: the file if it exists (errors are fatal), the
+/// built-in defaults if the default path is absent; `data_dir` overrides either.
+pub fn load_config(path: &Path, data_dir: Option<PathBuf>) -> anyhow::Result<Config> {
+    let mut config = if path.exists() {
+        Config::load(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
+    } else if path == Path::new("/etc/proximity/proximity.toml") {
+        Config::default()
+    } else {
+        anyhow::bail!("configuration file {} does not exist", path.display());
+    };
+    if let Some(d) = data_dir {
+        config.data_dir = d;
+    }
+    Ok(config)
+}

@@ -1,0 +1,18 @@
+//! Proximity: an application delivery appliance for Proxmox VE in one daemon.
+//!
+//! See `ARCHITECTURE.md` for the code map. Services follow one shape: the caller binds
+//! sockets, the service's `run(ctx, ...)` future returns when `ctx.shutdown` is cancelled.
+#![warn(missing_docs)]
+
+pub mod api;
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod daemon;
+pub mod events;
+pub mod plan;
+pub mod registry;
+pub mod store;
+pub mod supervisor;
+pub mod telemetry;
+pub mod validate;

@@ -1,0 +1,212 @@
+//! A small Prometheus registry: counters, gauges and histograms with fixed label sets,
+//! rendered in the text exposition format at `/metrics`.
+//!
+//! Lock-free on the hot path: a metric handle is an `Arc` of atomics obtained once and
+//! kept by the service that updates it.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// A monotonically increasing counter.
+#[derive(Debug, Default)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    /// Add one.
+    pub fn inc(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+    /// Add `n`.
+    pub fn add(&self, n: u64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
+    }
+    /// Current value.
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// A value that goes up and down.
+#[derive(Debug, Default)]
+pub struct Gauge(AtomicI64);
+
+impl Gauge {
+    /// Set the value.
+    pub fn set(&self, v: i64) {
+        self.0.store(v, Ordering::Relaxed);
+    }
+    /// Add (or subtract) `d`.
+    pub fn add(&self, d: i64) {
+        self.0.fetch_add(d, Ordering::Relaxed);
+    }
+    /// Current value.
+    pub fn get(&self) -> i64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// Default latency buckets, in seconds.
+pub const LATENCY_BUCKETS: &[f64] = &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+
+/// A histogram with fixed buckets.
+#[derive(Debug)]
+pub struct Histogram {
+    bounds: &'static [f64],
+    buckets: Vec<AtomicU64>,
+    count: AtomicU64,
+    sum_micros: AtomicU64,
+}
+
+impl Histogram {
+    fn new(bounds: &'static [f64]) -> Self {
+        Histogram {
+            bounds,
+            buckets: bounds.iter().map(|_| AtomicU64::new(0)).collect(),
+            count: AtomicU64::new(0),
+            sum_micros: AtomicU64::new(0),
+        }
+    }
+    /// Record one observation (seconds).
+    pub fn observe(&self, v: f64) {
+        if let Some(i) = self.bounds.iter().position(|b| v <= *b) {
+            self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.sum_micros.fetch_add((v.max(0.0) * 1e6) as u64, Ordering::Relaxed);
+    }
+    /// Observations so far.
+    pub fn count(&self) -> u64 {
+        self.count.load(Ordering::Relaxed)
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Metric {
+    Counter(Arc<Counter>),
+    Gauge(Arc<Gauge>),
+    Histogram(Arc<Histogram>),
+}
+
+#[derive(Debug, Default)]
+struct Family {
+    help: String,
+    kind: &'static str,
+    series: BTreeMap<String, Metric>,
+}
+
+/// The registry shared by all services (cheap to clone).
+#[derive(Debug, Clone, Default)]
+pub struct Metrics {
+    families: Arc<Mutex<BTreeMap<String, Family>>>,
+}
+
+fn label_key(labels: &[(&str, &str)]) -> String {
+    if labels.is_empty() {
+        return String::new();
+    }
+    let inner: Vec<String> = labels
+        .iter()
+        .map(|(k, v)| format!("{k}=\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")))
+        .collect();
+    format!("{{{}}}", inner.join(","))
+}
+
+impl Metrics {
+    /// A new, empty registry.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn get_or_insert(&self, name: &str, help: &str, kind: &'static str, labels: &[(&str, &str)], make: impl FnOnce() -> Metric) -> Metric {
+        let mut fams = self.families.lock().unwrap_or_else(|e| e.into_inner());
+        let fam = fams.entry(name.to_string()).or_insert_with(|| Family {
+            help: help.into(),
+            kind,
+            series: BTreeMap::new(),
+        });
+        fam.series.entry(label_key(labels)).or_insert_with(make).clone()
+    }
+
+    /// Get (or create) a counter series.
+    pub fn counter(&self, name: &str, help: &str, labels: &[(&str, &str)]) -> Arc<Counter> {
+        match self.get_or_insert(name, help, "counter", labels, || Metric::Counter(Arc::default())) {
+            Metric::Counter(c) => c,
+            _ => panic!("metric {name} registered with another type"),
+        }
+    }
+
+    /// Get (or create) a gauge series.
+    pub fn gauge(&self, name: &str, help: &str, labels: &[(&str, &str)]) -> Arc<Gauge> {
+        match self.get_or_insert(name, help, "gauge", labels, || Metric::Gauge(Arc::default())) {
+            Metric::Gauge(g) => g,
+            _ => panic!("metric {name} registered with another type"),
+        }
+    }
+
+    /// Get (or create) a histogram series with [`LATENCY_BUCKETS`].
+    pub fn histogram(&self, name: &str, help: &str, labels: &[(&str, &str)]) -> Arc<Histogram> {
+        match self.get_or_insert(name, help, "histogram", labels, || {
+            Metric::Histogram(Arc::new(Histogram::new(LATENCY_BUCKETS)))
+        }) {
+            Metric::Histogram(h) => h,
+            _ => panic!("metric {name} registered with another type"),
+        }
+    }
+
+    /// Render every series in the Prometheus text format (version 0.0.4).
+    pub fn render(&self) -> String {
+        let fams = self.families.lock().unwrap_or_else(|e| e.into_inner());
+        let mut out = String::new();
+        for (name, fam) in fams.iter() {
+            let _ = writeln!(out, "# HELP {name} {}", fam.help);
+            let _ = writeln!(out, "# TYPE {name} {}", fam.kind);
+            for (labels, m) in &fam.series {
+                match m {
+                    Metric::Counter(c) => {
+                        let _ = writeln!(out, "{name}{labels} {}", c.get());
+                    }
+                    Metric::Gauge(g) => {
+                        let _ = writeln!(out, "{name}{labels} {}", g.get());
+                    }
+                    Metric::Histogram(h) => {
+                        let inner = labels.trim_start_matches('{').trim_end_matches('}');
+                        let sep = if inner.is_empty() { "" } else { "," };
+                        let mut cum = 0;
+                        for (i, b) in h.bounds.iter().enumerate() {
+                            cum += h.buckets[i].load(Ordering::Relaxed);
+                            let _ = writeln!(out, "{name}_bucket{{{inner}{sep}le=\"{b}\"}} {cum}");
+                        }
+                        let count = h.count();
+                        let _ = writeln!(out, "{name}_bucket{{{inner}{sep}le=\"+Inf\"}} {count}");
+                        let _ = writeln!(out, "{name}_sum{labels} {}", h.sum_micros.load(Ordering::Relaxed) as f64 / 1e6);
+                        let _ = writeln!(out, "{name}_count{labels} {count}");
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_prometheus_text() {
+        let m = Metrics::new();
+        m.counter("proximity_dns_queries_total", "DNS queries.", &[("proto", "udp")]).add(3);
+        m.counter("proximity_dns_queries_total", "DNS queries.", &[("proto", "udp")]).inc();
+        m.gauge("proximity_dhcp_leases", "Active leases.", &[]).set(7);
+        m.histogram("proximity_proxy_request_seconds", "Latency.", &[("host", "a")])
+            .observe(0.003);
+        let t = m.render();
+        assert!(t.contains("# TYPE proximity_dns_queries_total counter"));
+        assert!(t.contains("proximity_dns_queries_total{proto=\"udp\"} 4"));
+        assert!(t.contains("proximity_dhcp_leases 7"));
+        assert!(t.contains("proximity_proxy_request_seconds_bucket{host=\"a\",le=\"0.005\"} 1"));
+        assert!(t.contains("proximity_proxy_request_seconds_count{host=\"a\"} 1"));
+    }
+}
