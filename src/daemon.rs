@@ -11,7 +11,7 @@ use crate::supervisor::{Context, Supervisor};
 /// port) before anything runs if a socket cannot be bound.
 pub async fn start(config: Config) -> anyhow::Result<Supervisor> {
     let store = Store::open(&config.db_path()).with_context(|| format!("opening the database in {}", config.data_dir.display()))?;
-    let ctx = Context::new(config, store);
+    let ctx = Context::new(config, store)?;
     start_with(ctx).await
 }
 

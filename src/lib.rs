@@ -12,6 +12,7 @@ pub mod daemon;
 pub mod events;
 pub mod plan;
 pub mod registry;
+pub mod secrets;
 pub mod store;
 pub mod supervisor;
 pub mod telemetry;

@@ -69,19 +69,29 @@ pub struct Context {
     pub shutdown: CancellationToken,
     /// Service readiness.
     pub health: Health,
+    /// The network plan, recomputed from the registry.
+    pub plan: crate::plan::PlanPublisher,
+    /// Encryption of secrets at rest.
+    pub secrets: crate::secrets::SecretBox,
 }
 
 impl Context {
-    /// A context over an opened store.
-    pub fn new(config: Config, store: Store) -> Self {
-        Context {
+    /// A context over an opened store; creates the secrets key file in the data directory
+    /// on first use.
+    pub fn new(config: Config, store: Store) -> Result<Self, crate::secrets::SecretError> {
+        let secrets = crate::secrets::SecretBox::open_or_create(&config.data_dir.join("secret.key"))?;
+        let plan = crate::plan::PlanPublisher::new(config.network.clone());
+        let _ = plan.refresh(&store);
+        Ok(Context {
+            plan,
+            secrets,
             config: Arc::new(config),
             store,
             metrics: Metrics::new(),
             events: EventBus::new(),
             shutdown: CancellationToken::new(),
             health: Health::default(),
-        }
+        })
     }
 }
 

@@ -266,3 +266,57 @@ mod tests {
         assert_eq!(p.records[0].ip, Ipv4Addr::new(10, 20, 0, 101));
     }
 }
+
+/// Recomputes the plan from the registry and publishes it on a `watch` channel.
+/// Cheap to clone; every service subscribes and applies the newest plan.
+#[derive(Clone)]
+pub struct PlanPublisher {
+    tx: std::sync::Arc<tokio::sync::watch::Sender<SharedPlan>>,
+    net: std::sync::Arc<NetworkConfig>,
+}
+
+impl PlanPublisher {
+    /// A publisher whose first plan has no apps.
+    pub fn new(net: NetworkConfig) -> Self {
+        let (tx, _) = tokio::sync::watch::channel(Arc::new(NetworkPlan::empty(&net)));
+        PlanPublisher {
+            tx: Arc::new(tx),
+            net: Arc::new(net),
+        }
+    }
+
+    /// Subscribe to plan changes.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<SharedPlan> {
+        self.tx.subscribe()
+    }
+
+    /// The current plan.
+    pub fn current(&self) -> SharedPlan {
+        self.tx.borrow().clone()
+    }
+
+    /// Recompute from the registry; publishes only when something changed. Call after
+    /// every committed registry change.
+    pub fn refresh(&self, store: &crate::store::Store) -> Result<SharedPlan, crate::store::StoreError> {
+        let apps = crate::registry::list(store)?;
+        Ok(self.publish_apps(&apps))
+    }
+
+    /// Recompute from a given app list (tests, hand-built plans).
+    pub fn publish_apps(&self, apps: &[App]) -> SharedPlan {
+        let mut out = None;
+        self.tx.send_if_modified(|cur| {
+            let mut next = compute(&self.net, apps, cur.generation);
+            if next == **cur {
+                out = Some(cur.clone());
+                return false;
+            }
+            next.generation = cur.generation + 1;
+            let next = Arc::new(next);
+            out = Some(next.clone());
+            *cur = next;
+            true
+        });
+        out.expect("send_if_modified runs the closure")
+    }
+}
