@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { appUrl, normalizeApp, normalizeCatalog, normalizeJob, normalizeMetrics, normalizeNode } from './model';
-import { applyEvent, emptyView } from './jobs';
+import { applyEvent, emptyView, type JobView } from './jobs';
 
 describe('normalizers', () => {
   it('catalog entry with min resources and form fields', () => {
@@ -38,7 +38,7 @@ describe('normalizers', () => {
 describe('job event reducer', () => {
   const job = normalizeJob({ id: 'j1', kind: 'deploy', state: 'running', steps: [{ name: 'create', state: 'running' }, { name: 'start', state: 'pending' }] });
   it('updates steps, appends logs, ends on final state', () => {
-    let v = { ...emptyView(), job };
+    let v: JobView = { ...emptyView(), job };
     v = applyEvent(v, 'job.step', { name: 'create', state: 'succeeded' });
     expect(v.job!.steps[0].state).toBe('succeeded');
     v = applyEvent(v, 'job.log', { line: 'pulling image' });
@@ -50,7 +50,7 @@ describe('job event reducer', () => {
     expect(v.job!.progress).toBe(100);
   });
   it('accepts envelope {kind, subject, data} and full snapshots', () => {
-    let v = { ...emptyView(), job };
+    let v: JobView = { ...emptyView(), job };
     v = applyEvent(v, 'job.step', { kind: 'job.step', subject: 'j1', data: { name: 'start', state: 'running' } });
     expect(v.job!.steps[1].state).toBe('running');
     v = applyEvent(v, 'snapshot', { id: 'j1', kind: 'deploy', state: 'failed', error: 'boom', steps: [] });
