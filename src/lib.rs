@@ -10,6 +10,7 @@ pub mod commands;
 pub mod config;
 pub mod daemon;
 pub mod events;
+pub mod jobs;
 pub mod plan;
 pub mod registry;
 pub mod secrets;
