@@ -12,6 +12,7 @@ pub mod daemon;
 pub mod events;
 pub mod jobs;
 pub mod plan;
+pub mod platform;
 pub mod pve;
 pub mod registry;
 pub mod secrets;
