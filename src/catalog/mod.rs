@@ -200,3 +200,55 @@ pub fn search_entries(entries: &[Arc<CatalogEntry>], q: &str, category: Option<&
     scored.sort_by(|a, b| b.0.cmp(&a.0));
     scored.into_iter().map(|(_, e)| e.clone()).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtin_catalog_loads_and_searches() {
+        let c = Catalog::builtin().expect("built-in catalog is valid");
+        assert!(c.list().len() >= 25);
+        let ids: Vec<String> = c.search("postgres", None).iter().map(|e| e.id.clone()).collect();
+        assert_eq!(ids.first().map(String::as_str), Some("postgres"), "{ids:?}");
+        // Other apps mentioning PostgreSQL come after the exact match.
+        assert!(ids.contains(&"gitea".to_string()) && ids.contains(&"paperless-ngx".to_string()), "{ids:?}");
+        // Category filter (case-insensitive) and multi-word queries (all words must match).
+        let db = c.search("", Some("database"));
+        assert!(!db.is_empty() && db.iter().all(|e| e.category == "Database"));
+        assert!(c.search("postgres", Some("Media")).is_empty());
+        let ids: Vec<String> = c.search("bitwarden passwords", None).iter().map(|e| e.id.clone()).collect();
+        assert_eq!(ids, vec!["vaultwarden".to_string()]);
+        assert!(c.search("no-such-thing-xyz", None).is_empty());
+        let cats = c.categories();
+        assert_eq!(cats.iter().map(|c| c.count).sum::<usize>(), c.list().len());
+        let s = c.stats();
+        assert_eq!((s.apps, s.builtin, s.extra, s.overridden), (c.list().len(), c.list().len(), 0, 0));
+        assert!(c.get("nginx").is_some() && c.get("nope").is_none());
+    }
+
+    #[test]
+    fn extra_dirs_override_by_id_and_reload_swaps() {
+        let dir = tempfile::tempdir().unwrap();
+        let nginx = load::builtin_files().into_iter().find(|(n, _)| n == "nginx.yaml").unwrap().1;
+        let custom = nginx.replace("name: NGINX", "name: NGINX (site)");
+        std::fs::write(dir.path().join("nginx.yaml"), &custom).unwrap();
+        std::fs::write(dir.path().join("broken.yaml"), "id: broken\n").unwrap();
+        let c = Catalog::load(vec![dir.path().to_path_buf()]).unwrap();
+        assert_eq!(c.get("nginx").unwrap().name, "NGINX (site)");
+        assert_eq!(c.source("nginx"), Some(Source::File(dir.path().join("nginx.yaml"))));
+        let st = c.stats();
+        assert_eq!(st.overridden, 1);
+        assert!(st.warnings.iter().any(|w| w.contains("overrides the built-in entry")), "{:?}", st.warnings);
+        assert!(st.warnings.iter().any(|w| w.contains("broken.yaml") && w.contains("file skipped")), "{:?}", st.warnings);
+        assert!(c.get("broken").is_none());
+
+        // A new app appears after reload; clones of the handle see it too.
+        let c2 = c.clone();
+        std::fs::write(dir.path().join("site2.yaml"), custom.replace("id: nginx", "id: site2")).unwrap();
+        assert!(c2.get("site2").is_none());
+        let st = c.reload().unwrap();
+        assert_eq!(st.extra, 2);
+        assert_eq!(c2.get("site2").unwrap().name, "NGINX (site)");
+    }
+}

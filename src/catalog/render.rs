@@ -236,3 +236,184 @@ pub fn parse_env_file(text: &str) -> BTreeMap<String, String> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::model::Charset;
+    use crate::catalog::validate::parse_file;
+
+    const APP: &str = r#"
+id: demo
+name: Demo
+description: Demo.
+version: "1"
+category: Database
+icon: "🧪"
+compose:
+  services:
+    app:
+      image: example/app:1
+      restart: unless-stopped
+      ports: ["8080:80"]
+      environment:
+        DB_PASSWORD: ${DB_PASSWORD}
+        ADMIN_PASSWORD: ${ADMIN_PASSWORD}
+        ADMIN_EMAIL: ${ADMIN_EMAIL}
+        SIZE: ${SIZE}
+        MODE: ${MODE}
+        GREETING: ${GREETING}
+        URL: ${PROX_URL}
+web:
+  port: 8080
+env:
+  - name: DB_PASSWORD
+    secret:
+      length: 20
+      charset: hex
+  - name: ADMIN_PASSWORD
+    secret:
+      length: 16
+    field:
+      label: Admin password
+      type: password
+  - name: ADMIN_EMAIL
+    required: true
+    field:
+      label: Admin e-mail
+      type: email
+  - name: SIZE
+    default: "10"
+    field:
+      label: Size
+      type: number
+  - name: MODE
+    default: fast
+    field:
+      label: Mode
+      type: select
+      options: [fast, safe]
+  - name: GREETING
+    default: hello world
+min:
+  cores: 1
+  memory_mb: 128
+  disk_gb: 1
+healthcheck:
+  path: /
+  timeout_secs: 30
+"#;
+
+    fn entry() -> CatalogEntry {
+        parse_file("demo.yaml", "demo", APP).expect("valid test entry")
+    }
+
+    fn vals(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    /// Deterministic generator for tests: "aaaa...", "bbbb...", ...
+    struct Counting(u8);
+    impl SecretGen for Counting {
+        fn generate(&mut self, spec: &SecretSpec) -> String {
+            self.0 += 1;
+            std::iter::repeat_n((b'a' + self.0 - 1) as char, spec.length).collect()
+        }
+    }
+
+    #[test]
+    fn secrets_are_generated_and_user_fields_written() {
+        let r = render(&entry(), "myapp", &vals(&[("ADMIN_EMAIL", "me@example.com")]), &mut Counting(0)).unwrap();
+        let env = parse_env_file(&r.env_file);
+        assert_eq!(env["PROX_HOSTNAME"], "myapp");
+        assert_eq!(env["PROX_FQDN"], "myapp.prox.local");
+        assert_eq!(env["PROX_URL"], "https://myapp.prox.local");
+        assert_eq!(env["DB_PASSWORD"], "a".repeat(20));
+        assert_eq!(env["ADMIN_PASSWORD"], "b".repeat(16));
+        assert_eq!(env["ADMIN_EMAIL"], "me@example.com");
+        assert_eq!(env["SIZE"], "10");
+        assert_eq!(env["MODE"], "fast");
+        assert_eq!(env["GREETING"], "hello world");
+        assert!(r.env_file.contains("GREETING='hello world'\n"), "{}", r.env_file);
+        assert_eq!(r.generated_secrets.keys().collect::<Vec<_>>(), vec!["ADMIN_PASSWORD", "DB_PASSWORD"]);
+        // The compose file keeps references (compose reads .env), gets the project name, no secrets.
+        assert!(r.compose_yaml.contains("${DB_PASSWORD}"));
+        assert!(!r.compose_yaml.contains(&"a".repeat(20)));
+        let doc: serde_yaml::Value = serde_yaml::from_str(&r.compose_yaml).unwrap();
+        assert_eq!(doc["name"], serde_yaml::Value::from("myapp"));
+        // Debug never shows the secrets.
+        let dbg = format!("{r:?}");
+        assert!(!dbg.contains(&"a".repeat(20)) && !dbg.contains(&"b".repeat(16)), "{dbg}");
+    }
+
+    #[test]
+    fn given_secret_and_password_field_are_used_not_generated() {
+        let v = vals(&[("ADMIN_EMAIL", "me@example.com"), ("ADMIN_PASSWORD", "correct horse"), ("DB_PASSWORD", "stored0123456789")]);
+        let r = render(&entry(), "myapp", &v, &mut Counting(0)).unwrap();
+        let env = parse_env_file(&r.env_file);
+        assert_eq!(env["ADMIN_PASSWORD"], "correct horse");
+        assert_eq!(env["DB_PASSWORD"], "stored0123456789");
+        assert!(r.generated_secrets.is_empty());
+    }
+
+    #[test]
+    fn user_values_are_checked_by_field_type() {
+        let bad = vals(&[
+            ("ADMIN_EMAIL", "not-an-email"),
+            ("ADMIN_PASSWORD", "short"),
+            ("SIZE", "ten"),
+            ("MODE", "turbo"),
+            ("GREETING", "fixed by catalog"),
+            ("NOPE", "x"),
+        ]);
+        match render(&entry(), "myapp", &bad, &mut Counting(0)) {
+            Err(RenderError::Values(m)) => {
+                assert!(m["ADMIN_EMAIL"].contains("e-mail"), "{m:?}");
+                assert!(m["ADMIN_PASSWORD"].contains("at least 8"), "{m:?}");
+                assert!(m["SIZE"].contains("not a number"), "{m:?}");
+                assert!(m["MODE"].contains("fast, safe"), "{m:?}");
+                assert!(m["GREETING"].contains("cannot be set"), "{m:?}");
+                assert!(m["NOPE"].contains("not a setting"), "{m:?}");
+            }
+            other => panic!("expected value errors, got {other:?}"),
+        }
+        // Missing required field.
+        match render(&entry(), "myapp", &BTreeMap::new(), &mut Counting(0)) {
+            Err(RenderError::Values(m)) => assert_eq!(m["ADMIN_EMAIL"], "is required"),
+            other => panic!("{other:?}"),
+        }
+        // Injection into .env is refused.
+        let inj = vals(&[("ADMIN_EMAIL", "me@example.com"), ("ADMIN_PASSWORD", "abcdefgh\nEVIL=1")]);
+        assert!(matches!(render(&entry(), "myapp", &inj, &mut Counting(0)), Err(RenderError::Values(_))));
+        assert!(matches!(
+            render(&entry(), "Bad_Host", &vals(&[("ADMIN_EMAIL", "me@example.com")]), &mut Counting(0)),
+            Err(RenderError::Hostname { .. })
+        ));
+    }
+
+    #[test]
+    fn os_secrets_follow_spec_and_differ() {
+        let mut g = OsSecrets;
+        for charset in [Charset::Alphanumeric, Charset::Hex, Charset::Base64url] {
+            let spec = SecretSpec { length: 40, charset };
+            let a = g.generate(&spec);
+            let b = g.generate(&spec);
+            assert_eq!(a.len(), 40);
+            assert!(a.bytes().all(|c| charset.chars().contains(&c)), "{a}");
+            assert_ne!(a, b);
+        }
+    }
+
+    #[test]
+    fn field_value_checks() {
+        let f = |kind, options: &[&str]| FieldSpec { label: "x".into(), kind, options: options.iter().map(|s| s.to_string()).collect(), help: None };
+        assert!(check_value(&f(FieldType::Email, &[]), "a@b.co").is_ok());
+        for bad in ["a@b", "@b.co", "a b@c.de", "a@@b.co", "a@.co"] {
+            assert!(check_value(&f(FieldType::Email, &[]), bad).is_err(), "{bad}");
+        }
+        assert!(check_value(&f(FieldType::Number, &[]), "1.5").is_ok());
+        assert!(check_value(&f(FieldType::Number, &[]), " 1").is_err());
+        assert!(check_value(&f(FieldType::Select, &["a", "b"]), "b").is_ok());
+        assert!(check_value(&f(FieldType::Text, &[]), "it's").is_err());
+    }
+}

@@ -87,7 +87,14 @@ pub fn parse_file(file: &str, stem: &str, text: &str) -> Result<CatalogEntry, Ve
         Err(e) => {
             let path = e.path().to_string();
             let field = if path.is_empty() || path == "." { "(document)".to_string() } else { path };
-            return Err(vec![Issue { file: file.into(), field, message: e.into_inner().to_string() }]);
+            let mut message = e.into_inner().to_string();
+            // serde_yaml prefixes the parent path ("web: unknown field ..."); the field says it.
+            if let Some((head, rest)) = message.split_once(": ")
+                && !head.contains(' ')
+            {
+                message = rest.to_string();
+            }
+            return Err(vec![Issue { file: file.into(), field, message }]);
         }
     };
     let issues = validate_entry(file, stem, &entry);
@@ -313,8 +320,6 @@ fn check_env(s: &mut Sink, e: &CatalogEntry) -> BTreeSet<String> {
             {
                 s.push(format!("{at}.default"), format!("default {d:?} {m}"));
             }
-        } else if !v.field.is_some() && v.secret.is_none() && v.default.is_none() && !v.required {
-            // An optional variable without anything that sets it is written empty; fine.
         }
     }
     defined
@@ -794,7 +799,7 @@ healthcheck:
     #[test]
     fn unknown_key_is_reported_with_path() {
         let i = broken("web:\n  port: 8080", "web:\n  port: 8080\n  prot: 1");
-        assert!(has(&i, "demo.yaml:web: unknown field `prot`"), "{i:?}");
+        assert!(has(&i, "demo.yaml:web.prot: unknown field `prot`"), "{i:?}");
         let i = broken("id: demo", "id: demo\nimage: x");
         assert!(i[0].starts_with("demo.yaml:") && i[0].contains("unknown field `image`"), "{i:?}");
     }
