@@ -1,5 +1,6 @@
 //! Subcommand implementations. `main` parses the command line and dispatches.
 
+pub mod catalog;
 pub mod db;
 pub mod demo;
 pub mod serve;
@@ -32,7 +33,7 @@ pub fn main() -> ExitCode {
             print!("{}", toml::to_string(&crate::config::ConfigFile::default()).unwrap_or_default());
             Ok(())
         }
-        Command::Catalog(CatalogCommand::Validate { .. }) => not_yet("catalog validate", "the app catalog"),
+        Command::Catalog(CatalogCommand::Validate { dir }) => return catalog::validate(dir.as_deref()),
         Command::Db(cmd) => db::run(cmd),
     };
     match result {
