@@ -167,6 +167,26 @@ impl From<crate::store::StoreError> for ApiError {
     }
 }
 
+impl From<crate::platform::PlatformError> for ApiError {
+    fn from(e: crate::platform::PlatformError) -> Self {
+        use crate::platform::PlatformError as P;
+        match e {
+            P::NotFound(m) => ApiError::not_found(m),
+            P::Conflict(m) => ApiError::conflict(m),
+            P::Invalid { fields, message } => {
+                if fields.is_empty() {
+                    ApiError::field("body", message)
+                } else {
+                    ApiError::validation(fields)
+                }
+            }
+            P::Upstream(m) => ApiError::bad_gateway(m),
+            P::Unavailable(m) => ApiError::unavailable(m),
+            other => ApiError::internal(other),
+        }
+    }
+}
+
 /// JSON body extractor: syntax errors → 400, shape errors → 422 naming the field.
 pub struct ApiJson<T>(pub T);
 

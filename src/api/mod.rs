@@ -42,6 +42,14 @@ pub struct Inner {
     pub sse: AtomicUsize,
     /// Mark cookies `Secure` (HTTPS).
     pub secure_cookies: bool,
+    /// The appliance CA (serves `ca.pem`/`ca.der` and the API's certificate).
+    pub ca: Option<crate::tls::CertAuthority>,
+    /// The app catalog.
+    pub catalog: Option<Arc<crate::catalog::Catalog>>,
+    /// Registry of Proxmox hosts.
+    pub hosts: crate::pve::Hosts,
+    /// The app platform (deploy, actions, backups...), set by whoever wires it.
+    pub platform: std::sync::OnceLock<crate::platform::Platform>,
 }
 
 impl std::ops::Deref for ApiState {
@@ -65,13 +73,44 @@ impl ApiState {
         let api = &ctx.config.api;
         let tokens = TokenService::load(&ctx.store, &ctx.secrets, api.access_token_secs, api.refresh_token_secs)?;
         let secure_cookies = api.tls;
+        let ca = match crate::tls::CertAuthority::for_context(&ctx) {
+            Ok(ca) => Some(ca),
+            Err(e) => {
+                tracing::error!(error = %e, "appliance CA unavailable; ca.pem and HTTPS will fail");
+                None
+            }
+        };
+        let catalog = match crate::catalog::Catalog::load(ctx.config.catalog_dirs.clone()) {
+            Ok(c) => Some(Arc::new(c)),
+            Err(e) => {
+                tracing::error!(error = %e, "app catalog unavailable");
+                None
+            }
+        };
+        let hosts = crate::pve::Hosts::from_context(&ctx);
         Ok(ApiState(Arc::new(Inner {
             ctx,
             tokens,
             throttle: Throttle::new(limits),
             sse: AtomicUsize::new(0),
             secure_cookies,
+            ca,
+            catalog,
+            hosts,
+            platform: std::sync::OnceLock::new(),
         })))
+    }
+
+    /// Attach the app platform (once); app, backup and discovery endpoints use it.
+    pub fn set_platform(&self, p: crate::platform::Platform) {
+        let _ = self.platform.set(p);
+    }
+
+    /// The platform, or 503.
+    pub fn platform(&self) -> Result<&crate::platform::Platform, error::ApiError> {
+        self.platform
+            .get()
+            .ok_or_else(|| error::ApiError::unavailable("the app platform (jobs and Proxmox operations) is not running"))
     }
 }
 
@@ -204,26 +243,96 @@ pub fn router(ctx: Context) -> Router {
     }
 }
 
-/// Serve the API on the bound listeners until shutdown.
+/// Serve the API on the bound listeners until shutdown (state built from the context,
+/// no platform attached; see [`run_with`]).
 pub async fn run(ctx: Context, listeners: Vec<TcpListener>) -> anyhow::Result<()> {
-    let state = ApiState::new(ctx.clone())?;
+    let state = ApiState::new(ctx)?;
+    run_with(state, listeners).await
+}
+
+/// Serve a prepared state: HTTPS with the appliance CA when `api.tls` (ALPN h2 and
+/// http/1.1), plain HTTP otherwise (loopback only, checked by [`bind`]).
+pub async fn run_with(state: ApiState, listeners: Vec<TcpListener>) -> anyhow::Result<()> {
+    let ctx = state.ctx.clone();
+    let tls = if ctx.config.api.tls {
+        let ca = state.ca.clone().ok_or_else(|| anyhow::anyhow!("api.tls is on but the appliance CA could not be loaded"))?;
+        let listen: Vec<SocketAddr> = listeners.iter().filter_map(|l| l.local_addr().ok()).collect();
+        Some(tokio_rustls::TlsAcceptor::from(ca.api_server_config(&listen)?))
+    } else {
+        None
+    };
     let app = router_with(state);
-    if ctx.config.api.tls {
-        tracing::warn!("api.tls is on but the TLS module has not landed in this build; serving plain HTTP on loopback only");
-    }
     let mut tasks = Vec::new();
     for l in listeners {
         let l = tokio::net::TcpListener::from_std(l)?;
         let app = app.clone();
         let token = ctx.shutdown.clone();
-        tasks.push(tokio::spawn(async move {
-            axum::serve(l, app.into_make_service_with_connect_info::<SocketAddr>())
-                .with_graceful_shutdown(async move { token.cancelled().await })
-                .await
-        }));
+        match tls.clone() {
+            None => tasks.push(tokio::spawn(async move {
+                axum::serve(l, app.into_make_service_with_connect_info::<SocketAddr>())
+                    .with_graceful_shutdown(async move { token.cancelled().await })
+                    .await
+                    .map_err(anyhow::Error::from)
+            })),
+            Some(acceptor) => tasks.push(tokio::spawn(serve_tls(l, acceptor, app, token))),
+        }
     }
     for t in tasks {
         t.await??;
     }
+    Ok(())
+}
+
+async fn serve_tls(
+    listener: tokio::net::TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+    app: Router,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> anyhow::Result<()> {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use tower::ServiceExt as _;
+    let conns = tokio_util::task::TaskTracker::new();
+    loop {
+        let (tcp, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::warn!(error = %e, "api accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.cancelled() => break,
+        };
+        let acceptor = acceptor.clone();
+        let app = app.clone();
+        let shutdown = shutdown.clone();
+        conns.spawn(async move {
+            let tls = match tokio::time::timeout(std::time::Duration::from_secs(10), acceptor.accept(tcp)).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => return,
+            };
+            let svc = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+                req.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+                app.clone().oneshot(req.map(axum::body::Body::new))
+            });
+            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), svc);
+            tokio::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                _ = shutdown.cancelled() => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), conn).await;
+                }
+            }
+        });
+    }
+    conns.close();
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), conns.wait()).await;
     Ok(())
 }

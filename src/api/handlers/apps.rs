@@ -139,9 +139,33 @@ pub fn visible_app(api: &ApiState, p: &Principal, id: &str) -> ApiResult<App> {
     }
 }
 
-/// 503 while the app platform (jobs, Proxmox) is not part of this build.
-pub fn platform_missing() -> ApiError {
-    ApiError::unavailable("the app platform (jobs and Proxmox operations) is not available in this build")
+/// The platform's view of the caller.
+pub fn owner(p: &Principal) -> crate::platform::User {
+    crate::platform::User {
+        id: p.user.id.clone(),
+        username: p.user.username.clone(),
+    }
+}
+
+/// 202 Accepted with `Location` of the job and a body.
+pub fn accepted<T: Serialize>(job_id: &str, body: &T, target: &str) -> Response {
+    use axum::response::IntoResponse;
+    let loc = format!("/api/v1/jobs/{job_id}");
+    let mut r = (axum::http::StatusCode::ACCEPTED, Json(body)).into_response();
+    if let Ok(v) = axum::http::HeaderValue::from_str(&loc) {
+        r.headers_mut().insert(axum::http::header::LOCATION, v);
+    }
+    r.extensions_mut().insert(crate::api::audit::AuditNote::target(target));
+    r
+}
+
+/// 202 for a job acting on an existing app.
+pub fn accepted_job(job: &crate::jobs::Job, target: &str) -> Response {
+    let body = crate::api::handlers::jobs::JobRef {
+        job_id: job.id.clone(),
+        location: format!("/api/v1/jobs/{}", job.id),
+    };
+    accepted(&job.id, &body, target)
 }
 
 /// Query of the app list.
@@ -303,9 +327,30 @@ pub fn validate_deploy(api: &ApiState, req: &DeployRequest) -> ApiResult<()> {
     responses((status = 202, body = AppView, headers(("location" = String, description = "/api/v1/jobs/{job id}"))),
         (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 409, body = Problem),
         (status = 422, body = Problem), (status = 502, body = Problem), (status = 503, body = Problem)))]
-pub async fn deploy(State(api): State<ApiState>, _p: Principal, ApiJson(req): ApiJson<DeployRequest>) -> ApiResult<Response> {
+pub async fn deploy(State(api): State<ApiState>, p: Principal, ApiJson(req): ApiJson<DeployRequest>) -> ApiResult<Response> {
     validate_deploy(&api, &req)?;
-    Err(platform_missing())
+    let platform = api.platform()?;
+    if !p.is_admin() {
+        let limit = crate::api::handlers::settings::resources(&api.ctx.store, &api.ctx.config)?.max_apps_per_user;
+        let owned = registry::list(&api.ctx.store)?.iter().filter(|a| a.owner == p.user.id).count();
+        if limit > 0 && owned >= limit as usize {
+            return Err(ApiError::conflict(format!("you already own {owned} app(s), the limit per user is {limit}")));
+        }
+    }
+    let r = crate::platform::DeployRequest {
+        catalog_id: req.catalog_id,
+        hostname: req.hostname,
+        node: req.node,
+        resources: req.resources.map(|r| registry::Resources {
+            cores: r.cores,
+            memory_mb: r.memory_mb,
+            disk_gb: r.disk_gb,
+        }),
+        values: req.values,
+        aliases: req.aliases,
+    };
+    let (app, job) = platform.deploy(&owner(&p), r).await?;
+    Ok(accepted(&job.id, &view(&app, &api.ctx.config.network.domain), &app.id))
 }
 
 /// One app.
@@ -330,10 +375,14 @@ pub struct ActionRequest {
         (status = 409, body = Problem), (status = 422, body = Problem), (status = 502, body = Problem), (status = 503, body = Problem)))]
 pub async fn action(State(api): State<ApiState>, p: Principal, Path(id): Path<String>, ApiJson(req): ApiJson<ActionRequest>) -> ApiResult<Response> {
     let _app = visible_app(&api, &p, &id)?;
-    if !matches!(req.action.as_str(), "start" | "stop" | "restart") {
-        return Err(ApiError::field("action", "must be `start`, `stop` or `restart`"));
-    }
-    Err(platform_missing())
+    let action = match req.action.as_str() {
+        "start" => crate::platform::Action::Start,
+        "stop" => crate::platform::Action::Stop,
+        "restart" => crate::platform::Action::Restart,
+        _ => return Err(ApiError::field("action", "must be `start`, `stop` or `restart`")),
+    };
+    let job = api.platform()?.action(&owner(&p), &id, action).await?;
+    Ok(accepted_job(&job, &id))
 }
 
 /// Delete an app (container, address, name, route, rules): 202 + `Location` of the job.
@@ -342,7 +391,8 @@ pub async fn action(State(api): State<ApiState>, p: Principal, Path(id): Path<St
         (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem), (status = 503, body = Problem)))]
 pub async fn remove(State(api): State<ApiState>, p: Principal, Path(id): Path<String>) -> ApiResult<Response> {
     let _app = visible_app(&api, &p, &id)?;
-    Err(platform_missing())
+    let job = api.platform()?.delete(&owner(&p), &id, false).await?;
+    Ok(accepted_job(&job, &id))
 }
 
 /// Clone request.
@@ -365,7 +415,8 @@ pub async fn clone_app(State(api): State<ApiState>, p: Principal, Path(id): Path
     if hostname_taken(&api, &req.hostname)? {
         return Err(ApiError::conflict(format!("the host name {:?} is already used", req.hostname)));
     }
-    Err(platform_missing())
+    let (app, job) = api.platform()?.clone_app(&owner(&p), &id, &req.hostname).await?;
+    Ok(accepted(&job.id, &view(&app, &api.ctx.config.network.domain), &app.id))
 }
 
 /// Update an app to the catalog's current version: 202 + `Location` of the job.
@@ -374,7 +425,8 @@ pub async fn clone_app(State(api): State<ApiState>, p: Principal, Path(id): Path
         (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem), (status = 503, body = Problem)))]
 pub async fn update(State(api): State<ApiState>, p: Principal, Path(id): Path<String>) -> ApiResult<Response> {
     let _app = visible_app(&api, &p, &id)?;
-    Err(platform_missing())
+    let job = api.platform()?.update(&owner(&p), &id).await?;
+    Ok(accepted_job(&job, &id))
 }
 
 /// Log query.
@@ -404,7 +456,8 @@ pub async fn logs(State(api): State<ApiState>, p: Principal, Path(id): Path<Stri
         errs.add("tail", "must be between 1 and 5000");
     }
     errs.finish()?;
-    Err(platform_missing())
+    let logs = api.platform()?.logs(&id, tail).await?;
+    Ok(Json(LogsView { logs }))
 }
 
 /// Metrics query.
@@ -434,13 +487,14 @@ pub async fn metrics(State(api): State<ApiState>, p: Principal, Path(id): Path<S
     if !matches!(tf.as_str(), "hour" | "day" | "week" | "month" | "year") {
         return Err(ApiError::field("timeframe", "must be hour, day, week, month or year"));
     }
-    Err(platform_missing())
+    let data = api.platform()?.metrics(&id, &tf).await?;
+    Ok(Json(MetricsView { timeframe: tf, data }))
 }
 
 /// A safe command to run.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct ExecRequest {
-    /// Name of a safe command (e.g. `ps`, `images`, `df`, `uptime`).
+    /// Name of a safe command: `logs`, `ps`, `disk_usage`, `restart_compose`, `images`, `uptime`.
     pub command: String,
 }
 
@@ -464,7 +518,20 @@ pub async fn exec(State(api): State<ApiState>, p: Principal, Path(id): Path<Stri
     if req.command.is_empty() || !req.command.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
         return Err(ApiError::field("command", "must be the name of a safe command"));
     }
-    Err(platform_missing())
+    if !crate::platform::SAFE_COMMANDS.iter().any(|(n, _)| *n == req.command) {
+        let names: Vec<&str> = crate::platform::SAFE_COMMANDS.iter().map(|(n, _)| *n).collect();
+        return Err(ApiError::field("command", format!("must be one of {}", names.join(", "))));
+    }
+    let out = api.platform()?.exec_safe(&id, &req.command).await?;
+    let mut output = out.stdout;
+    if !out.stderr.is_empty() {
+        output.push_str(&out.stderr);
+    }
+    Ok(Json(ExecResult {
+        command: out.command,
+        status: out.status,
+        output,
+    }))
 }
 
 /// A container on Proxmox not managed by Proximity.
@@ -480,30 +547,46 @@ pub struct Unmanaged {
     pub name: String,
     /// Status.
     pub status: String,
+    /// Tagged by Proximity (an orphan of ours).
+    pub ours: bool,
 }
 
 /// Containers on the Proxmox hosts that are not apps (candidates for adoption).
 #[utoipa::path(get, path = "/api/v1/apps/discover", tag = "apps",
     responses((status = 200, body = Vec<Unmanaged>), (status = 401, body = Problem), (status = 403, body = Problem), (status = 502, body = Problem), (status = 503, body = Problem)))]
-pub async fn discover(State(_api): State<ApiState>) -> ApiResult<Json<Vec<Unmanaged>>> {
-    Err(platform_missing())
+pub async fn discover(State(api): State<ApiState>) -> ApiResult<Json<Vec<Unmanaged>>> {
+    let found = api.platform()?.discover().await?;
+    Ok(Json(
+        found
+            .into_iter()
+            .map(|u| Unmanaged {
+                host: u.host,
+                node: u.node,
+                vmid: u.vmid,
+                name: u.name,
+                status: u.status,
+                ours: u.ours,
+            })
+            .collect(),
+    ))
 }
 
 /// Adopt an existing container as an app.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct AdoptRequest {
-    /// Proxmox host.
-    pub host: String,
-    /// Node.
-    pub node: String,
     /// Container id (100–999999999).
     pub vmid: u32,
-    /// Host name to give the app.
-    pub hostname: String,
-    /// Catalog entry it corresponds to, if any.
+    /// Node it is on (searched on every host when absent).
+    pub node: Option<String>,
+    /// Host name for the app (default: the container's host name).
+    pub hostname: Option<String>,
+    /// Catalog entry it corresponds to (default `custom`).
     pub catalog_id: Option<String>,
     /// Web port inside the container to proxy.
     pub web_port: Option<u16>,
+    /// Extra container ports to publish.
+    #[serde(default)]
+    pub ports: Vec<u16>,
 }
 
 /// Adopt a container: 202 with the app + `Location` of the job.
@@ -511,12 +594,13 @@ pub struct AdoptRequest {
     responses((status = 202, body = AppView, headers(("location" = String, description = "the job"))),
         (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 409, body = Problem),
         (status = 422, body = Problem), (status = 502, body = Problem), (status = 503, body = Problem)))]
-pub async fn adopt(State(api): State<ApiState>, ApiJson(req): ApiJson<AdoptRequest>) -> ApiResult<Response> {
+pub async fn adopt(State(api): State<ApiState>, p: Principal, ApiJson(req): ApiJson<AdoptRequest>) -> ApiResult<Response> {
     let mut errs = FieldErrors::default();
-    errs.check("hostname", crate::validate::hostname(&req.hostname));
-    errs.check("node", crate::validate::hostname(&req.node));
-    if req.host.trim().is_empty() {
-        errs.add("host", "is required");
+    if let Some(h) = &req.hostname {
+        errs.check("hostname", crate::validate::hostname(h));
+    }
+    if let Some(n) = &req.node {
+        errs.check("node", crate::validate::hostname(n));
     }
     if !(100..=999_999_999).contains(&req.vmid) {
         errs.add("vmid", "must be between 100 and 999999999");
@@ -524,9 +608,25 @@ pub async fn adopt(State(api): State<ApiState>, ApiJson(req): ApiJson<AdoptReque
     if req.web_port == Some(0) {
         errs.add("web_port", "must be between 1 and 65535");
     }
-    errs.finish()?;
-    if hostname_taken(&api, &req.hostname)? {
-        return Err(ApiError::conflict(format!("the host name {:?} is already used", req.hostname)));
+    for (i, port) in req.ports.iter().enumerate() {
+        if *port == 0 {
+            errs.add(&format!("ports[{i}]"), "must be between 1 and 65535");
+        }
     }
-    Err(platform_missing())
+    errs.finish()?;
+    if let Some(h) = &req.hostname
+        && hostname_taken(&api, h)?
+    {
+        return Err(ApiError::conflict(format!("the host name {h:?} is already used")));
+    }
+    let r = crate::platform::AdoptRequest {
+        vmid: req.vmid,
+        node: req.node,
+        hostname: req.hostname,
+        catalog_id: req.catalog_id,
+        web_port: req.web_port,
+        ports: req.ports,
+    };
+    let (app, job) = api.platform()?.adopt(&owner(&p), r).await?;
+    Ok(accepted(&job.id, &view(&app, &api.ctx.config.network.domain), &app.id))
 }

@@ -33,36 +33,51 @@ pub struct CategoryView {
     pub count: usize,
 }
 
-fn catalog_missing() -> ApiError {
-    ApiError::unavailable("the app catalog is not available in this build")
+fn catalog(api: &ApiState) -> ApiResult<&crate::catalog::Catalog> {
+    api.catalog
+        .as_deref()
+        .ok_or_else(|| ApiError::unavailable("the app catalog could not be loaded; see the appliance log"))
+}
+
+fn entries(v: Vec<std::sync::Arc<crate::catalog::CatalogEntry>>) -> Vec<serde_json::Value> {
+    v.iter().filter_map(|e| serde_json::to_value(e.as_ref()).ok()).collect()
 }
 
 /// Every catalog entry.
 #[utoipa::path(get, path = "/api/v1/catalog", tag = "catalog",
     responses((status = 200, body = Vec<CatalogEntryView>), (status = 401, body = Problem), (status = 503, body = Problem)))]
-pub async fn list(State(_api): State<ApiState>) -> ApiResult<Json<Vec<serde_json::Value>>> {
-    Err(catalog_missing())
+pub async fn list(State(api): State<ApiState>) -> ApiResult<Json<Vec<serde_json::Value>>> {
+    Ok(Json(entries(catalog(&api)?.list())))
 }
 
 /// Categories with counts.
 #[utoipa::path(get, path = "/api/v1/catalog/categories", tag = "catalog",
     responses((status = 200, body = Vec<CategoryView>), (status = 401, body = Problem), (status = 503, body = Problem)))]
-pub async fn categories(State(_api): State<ApiState>) -> ApiResult<Json<Vec<CategoryView>>> {
-    Err(catalog_missing())
+pub async fn categories(State(api): State<ApiState>) -> ApiResult<Json<Vec<CategoryView>>> {
+    Ok(Json(
+        catalog(&api)?
+            .categories()
+            .into_iter()
+            .map(|c| CategoryView { name: c.name, count: c.count })
+            .collect(),
+    ))
 }
 
 /// Search the catalog.
 #[utoipa::path(get, path = "/api/v1/catalog/search", tag = "catalog", params(SearchQuery),
     responses((status = 200, body = Vec<CatalogEntryView>), (status = 401, body = Problem), (status = 503, body = Problem)))]
-pub async fn search(State(_api): State<ApiState>, Query(_q): Query<SearchQuery>) -> ApiResult<Json<Vec<serde_json::Value>>> {
-    Err(catalog_missing())
+pub async fn search(State(api): State<ApiState>, Query(q): Query<SearchQuery>) -> ApiResult<Json<Vec<serde_json::Value>>> {
+    let text = q.q.unwrap_or_default();
+    let cat = q.category.filter(|c| !c.is_empty());
+    Ok(Json(entries(catalog(&api)?.search(&text, cat.as_deref()))))
 }
 
 /// One entry.
 #[utoipa::path(get, path = "/api/v1/catalog/{id}", tag = "catalog", params(("id" = String, Path, description = "catalog id")),
     responses((status = 200, body = CatalogEntryView), (status = 401, body = Problem), (status = 404, body = Problem), (status = 503, body = Problem)))]
-pub async fn get_one(State(_api): State<ApiState>, Path(_id): Path<String>) -> ApiResult<Json<serde_json::Value>> {
-    Err(catalog_missing())
+pub async fn get_one(State(api): State<ApiState>, Path(id): Path<String>) -> ApiResult<Json<serde_json::Value>> {
+    let e = catalog(&api)?.get(&id).ok_or_else(|| ApiError::not_found(format!("no catalog entry {id}")))?;
+    Ok(Json(serde_json::to_value(e.as_ref()).map_err(ApiError::internal)?))
 }
 
 /// Result of a reload.
@@ -76,7 +91,13 @@ pub struct ReloadResult {
 
 /// Re-read the catalog directories.
 #[utoipa::path(post, path = "/api/v1/catalog/reload", tag = "catalog",
-    responses((status = 200, body = ReloadResult), (status = 401, body = Problem), (status = 403, body = Problem), (status = 503, body = Problem)))]
-pub async fn reload(State(_api): State<ApiState>) -> ApiResult<Json<ReloadResult>> {
-    Err(catalog_missing())
+    responses((status = 200, body = ReloadResult), (status = 401, body = Problem), (status = 403, body = Problem), (status = 422, body = Problem), (status = 503, body = Problem)))]
+pub async fn reload(State(api): State<ApiState>) -> ApiResult<Json<ReloadResult>> {
+    let c = catalog(&api)?;
+    match c.reload() {
+        Ok(stats) => Ok(Json(ReloadResult { entries: stats.apps, errors: vec![] })),
+        Err(crate::catalog::CatalogError::Invalid(issues)) => Err(ApiError::validation(
+            issues.iter().enumerate().map(|(i, x)| (format!("files[{i}]"), x.to_string())).collect(),
+        )),
+    }
 }

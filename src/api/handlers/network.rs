@@ -325,11 +325,11 @@ pub async fn ca_info() -> Json<CaInfo> {
 }
 
 fn ca_missing() -> ApiError {
-    ApiError::unavailable("the appliance CA is not available in this build")
+    ApiError::unavailable("the appliance CA could not be loaded; see the appliance log")
 }
 
-fn ca_pem_text(_api: &ApiState) -> Option<String> {
-    None
+fn ca_pem_text(api: &ApiState) -> Option<String> {
+    api.ca.as_ref().map(|c| c.ca_pem().to_string())
 }
 
 /// The appliance CA certificate (PEM).
@@ -348,8 +348,7 @@ pub async fn ca_pem(State(api): State<ApiState>) -> ApiResult<Response> {
 #[utoipa::path(get, path = "/api/v1/network/ca.der", tag = "network", security(()),
     responses((status = 200, description = "DER certificate", content_type = "application/x-x509-ca-cert", body = Vec<u8>), (status = 503, body = Problem)))]
 pub async fn ca_der(State(api): State<ApiState>) -> ApiResult<Response> {
-    let pem = ca_pem_text(&api).ok_or_else(ca_missing)?;
-    let der = pem_to_der(&pem).ok_or_else(|| ApiError::internal("CA certificate is not valid PEM"))?;
+    let der = api.ca.as_ref().map(|c| c.ca_der().to_vec()).ok_or_else(ca_missing)?;
     let mut r = der.into_response();
     r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-x509-ca-cert"));
     r.headers_mut()
