@@ -175,6 +175,9 @@ pub async fn guard(State(api): State<ApiState>, mut req: Request, next: Next) ->
     let ip = source_ip(req.extensions().get::<ConnectInfo<SocketAddr>>());
     let unsafe_method = rbac::is_unsafe(&method);
     let Some(spec) = rbac::lookup(&method, &matched) else {
+        if rbac::ROUTES.iter().any(|r| r.path == matched) {
+            return super::handlers::method_not_allowed().await;
+        }
         tracing::error!(%method, route = %matched, "route has no entry in the permission table; refusing");
         return ApiError::internal(format!("route {method} {matched} has no permission entry")).into_response();
     };
