@@ -461,6 +461,10 @@ async fn apps_are_private_to_their_owner() {
     let r = t.call(Method::GET, "/api/v1/apps?status=stopped", Some(&admin), None).await;
     assert_eq!(r.body["total"], 0);
     field_error(&t.call(Method::GET, "/api/v1/apps?per_page=0", Some(&bob), None).await, "per_page");
+    let r = t.call(Method::GET, "/api/v1/apps?page=4294967295&per_page=200", Some(&bob), None).await;
+    assert_eq!((r.status, r.body["items"].as_array().map(Vec::len)), (StatusCode::OK, Some(0)), "{}", r.text);
+    let r = t.call(Method::GET, "/api/v1/audit?page=4294967295&per_page=500", Some(&admin), None).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     field_error(&t.call(Method::GET, "/api/v1/apps?page=x", Some(&bob), None).await, "page");
     field_error(&t.call(Method::GET, "/api/v1/apps?status=bogus", Some(&bob), None).await, "status");
 

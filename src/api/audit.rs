@@ -159,7 +159,7 @@ pub fn paging(page: Option<u32>, per_page: Option<u32>, max: u32, default: u32) 
 }
 
 /// Query the audit log.
-#[utoipa::path(get, path = "/api/v1/audit", tag = "audit", params(AuditQuery),
+#[utoipa::path(get, path = "/api/v1/audit", operation_id = "audit.list", tag = "audit", params(AuditQuery),
     responses((status = 200, body = AuditPage), (status = 401, body = super::error::Problem), (status = 403, body = super::error::Problem), (status = 422, body = super::error::Problem)))]
 pub async fn list(State(api): State<ApiState>, _p: Principal, q: Query<AuditQueryRaw>) -> ApiResult<Json<AuditPage>> {
     let q = q.0.parse()?;
@@ -175,7 +175,7 @@ pub async fn list(State(api): State<ApiState>, _p: Principal, q: Query<AuditQuer
     let mut all: Vec<AuditEntry> = api.ctx.store.list(AUDIT)?.into_iter().map(|(_, e)| e).filter(|e| matches(e, &q)).collect();
     all.reverse();
     let total = all.len();
-    let items = all.into_iter().skip(((page - 1) * per_page) as usize).take(per_page as usize).collect();
+    let items = all.into_iter().skip(((page as usize) - 1).saturating_mul(per_page as usize)).take(per_page as usize).collect();
     Ok(Json(AuditPage {
         items,
         total,

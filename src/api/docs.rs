@@ -75,7 +75,7 @@ pub fn openapi_pretty() -> String {
 }
 
 /// The OpenAPI document.
-#[utoipa::path(get, path = "/api/v1/openapi.json", tag = "docs", security(()),
+#[utoipa::path(get, path = "/api/v1/openapi.json", operation_id = "docs.openapi", tag = "docs", security(()),
     responses((status = 200, description = "OpenAPI 3.1 document", content_type = "application/json", body = Object)))]
 pub async fn openapi_json() -> Response {
     static DOC: std::sync::OnceLock<String> = std::sync::OnceLock::new();
@@ -85,7 +85,7 @@ pub async fn openapi_json() -> Response {
 }
 
 /// Interactive documentation (self-contained HTML; no external resources).
-#[utoipa::path(get, path = "/api/v1/docs", tag = "docs", security(()),
+#[utoipa::path(get, path = "/api/v1/docs", operation_id = "docs.page", tag = "docs", security(()),
     responses((status = 200, description = "HTML page", content_type = "text/html", body = String)))]
 pub async fn docs_page() -> Response {
     let mut r = Html(DOCS_HTML).into_response();

@@ -229,6 +229,7 @@ pub fn router_with(state: ApiState) -> Router {
     r.route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::guard))
         .fallback(web::fallback)
         .method_not_allowed_fallback(handlers::method_not_allowed)
+        .layer(axum::middleware::from_fn(handlers::catch_panic))
         .layer(DefaultBodyLimit::max(max_body))
         .layer(axum::middleware::from_fn(handlers::security_headers))
         .with_state(state)

@@ -117,12 +117,12 @@ pub const ROUTES: &[RouteSpec] = &[
     r("GET", "/api/v1/network/ca.pem", Public, "network.ca_pem"),
     r("GET", "/api/v1/network/ca.der", Public, "network.ca_der"),
     // settings
-    r("GET", "/api/v1/settings/resources", Admin, "settings.get"),
-    r("PUT", "/api/v1/settings/resources", Admin, "settings.update"),
-    r("GET", "/api/v1/settings/network", Admin, "settings.get"),
-    r("PUT", "/api/v1/settings/network", Admin, "settings.update"),
-    r("GET", "/api/v1/settings/schedule", Admin, "settings.get"),
-    r("PUT", "/api/v1/settings/schedule", Admin, "settings.update"),
+    r("GET", "/api/v1/settings/resources", Admin, "settings.get_resources"),
+    r("PUT", "/api/v1/settings/resources", Admin, "settings.update_resources"),
+    r("GET", "/api/v1/settings/network", Admin, "settings.get_network"),
+    r("PUT", "/api/v1/settings/network", Admin, "settings.update_network"),
+    r("GET", "/api/v1/settings/schedule", Admin, "settings.get_schedule"),
+    r("PUT", "/api/v1/settings/schedule", Admin, "settings.update_schedule"),
     // system, audit, docs, metrics
     r("GET", "/api/v1/system/health", Public, "system.health"),
     r("GET", "/api/v1/system/info", User, "system.info"),

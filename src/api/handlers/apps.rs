@@ -213,7 +213,7 @@ const STATUSES: &[&str] = &[
 ];
 
 /// The caller's apps (admins: all), filtered and paged, sorted by host name.
-#[utoipa::path(get, path = "/api/v1/apps", tag = "apps", params(AppListQuery),
+#[utoipa::path(get, path = "/api/v1/apps", operation_id = "app.list", tag = "apps", params(AppListQuery),
     responses((status = 200, body = AppPage), (status = 401, body = Problem), (status = 422, body = Problem)))]
 pub async fn list(State(api): State<ApiState>, p: Principal, Query(q): Query<AppListQuery>) -> ApiResult<Json<AppPage>> {
     let mut errs = FieldErrors::default();
@@ -242,7 +242,7 @@ pub async fn list(State(api): State<ApiState>, p: Principal, Query(q): Query<App
     let domain = &api.ctx.config.network.domain;
     let items = apps
         .iter()
-        .skip(((page - 1) * per_page) as usize)
+        .skip(((page as usize) - 1).saturating_mul(per_page as usize))
         .take(per_page as usize)
         .map(|a| view(a, domain))
         .collect();
@@ -323,7 +323,7 @@ pub fn validate_deploy(api: &ApiState, req: &DeployRequest) -> ApiResult<()> {
 }
 
 /// Deploy an app from the catalog: 202 with the app and `Location` of its job.
-#[utoipa::path(post, path = "/api/v1/apps", tag = "apps", request_body = DeployRequest,
+#[utoipa::path(post, path = "/api/v1/apps", operation_id = "app.deploy", tag = "apps", request_body = DeployRequest,
     responses((status = 202, body = AppView, headers(("location" = String, description = "/api/v1/jobs/{job id}"))),
         (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 409, body = Problem),
         (status = 422, body = Problem), (status = 502, body = Problem), (status = 503, body = Problem)))]
@@ -354,7 +354,7 @@ pub async fn deploy(State(api): State<ApiState>, p: Principal, ApiJson(req): Api
 }
 
 /// One app.
-#[utoipa::path(get, path = "/api/v1/apps/{id}", tag = "apps", params(("id" = String, Path, description = "app id")),
+#[utoipa::path(get, path = "/api/v1/apps/{id}", operation_id = "app.get", tag = "apps", params(("id" = String, Path, description = "app id")),
     responses((status = 200, body = AppView), (status = 401, body = Problem), (status = 404, body = Problem)))]
 pub async fn get_one(State(api): State<ApiState>, p: Principal, Path(id): Path<String>) -> ApiResult<Json<AppView>> {
     let a = visible_app(&api, &p, &id)?;
@@ -369,7 +369,7 @@ pub struct ActionRequest {
 }
 
 /// Start/stop/restart an app: 202 + `Location` of the job.
-#[utoipa::path(post, path = "/api/v1/apps/{id}/action", tag = "apps", params(("id" = String, Path, description = "app id")), request_body = ActionRequest,
+#[utoipa::path(post, path = "/api/v1/apps/{id}/action", operation_id = "app.action", tag = "apps", params(("id" = String, Path, description = "app id")), request_body = ActionRequest,
     responses((status = 202, body = crate::api::handlers::jobs::JobRef, headers(("location" = String, description = "the job"))),
         (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem),
         (status = 409, body = Problem), (status = 422, body = Problem), (status = 502, body = Problem), (status = 503, body = Problem)))]
@@ -386,7 +386,7 @@ pub async fn action(State(api): State<ApiState>, p: Principal, Path(id): Path<St
 }
 
 /// Delete an app (container, address, name, route, rules): 202 + `Location` of the job.
-#[utoipa::path(delete, path = "/api/v1/apps/{id}", tag = "apps", params(("id" = String, Path, description = "app id")),
+#[utoipa::path(delete, path = "/api/v1/apps/{id}", operation_id = "app.delete", tag = "apps", params(("id" = String, Path, description = "app id")),
     responses((status = 202, body = crate::api::handlers::jobs::JobRef, headers(("location" = String, description = "the job"))),
         (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem), (status = 503, body = Problem)))]
 pub async fn remove(State(api): State<ApiState>, p: Principal, Path(id): Path<String>) -> ApiResult<Response> {
@@ -403,7 +403,7 @@ pub struct CloneRequest {
 }
 
 /// Clone an app under a new host name: 202 with the new app + `Location` of the job.
-#[utoipa::path(post, path = "/api/v1/apps/{id}/clone", tag = "apps", params(("id" = String, Path, description = "app id")), request_body = CloneRequest,
+#[utoipa::path(post, path = "/api/v1/apps/{id}/clone", operation_id = "app.clone", tag = "apps", params(("id" = String, Path, description = "app id")), request_body = CloneRequest,
     responses((status = 202, body = AppView, headers(("location" = String, description = "the job"))),
         (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem),
         (status = 409, body = Problem), (status = 422, body = Problem), (status = 503, body = Problem)))]
@@ -420,7 +420,7 @@ pub async fn clone_app(State(api): State<ApiState>, p: Principal, Path(id): Path
 }
 
 /// Update an app to the catalog's current version: 202 + `Location` of the job.
-#[utoipa::path(post, path = "/api/v1/apps/{id}/update", tag = "apps", params(("id" = String, Path, description = "app id")),
+#[utoipa::path(post, path = "/api/v1/apps/{id}/update", operation_id = "app.update", tag = "apps", params(("id" = String, Path, description = "app id")),
     responses((status = 202, body = crate::api::handlers::jobs::JobRef, headers(("location" = String, description = "the job"))),
         (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem), (status = 503, body = Problem)))]
 pub async fn update(State(api): State<ApiState>, p: Principal, Path(id): Path<String>) -> ApiResult<Response> {
@@ -446,7 +446,7 @@ pub struct LogsView {
 }
 
 /// The app's compose logs.
-#[utoipa::path(get, path = "/api/v1/apps/{id}/logs", tag = "apps", params(("id" = String, Path, description = "app id"), LogsQuery),
+#[utoipa::path(get, path = "/api/v1/apps/{id}/logs", operation_id = "app.logs", tag = "apps", params(("id" = String, Path, description = "app id"), LogsQuery),
     responses((status = 200, body = LogsView), (status = 401, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem), (status = 502, body = Problem), (status = 503, body = Problem)))]
 pub async fn logs(State(api): State<ApiState>, p: Principal, Path(id): Path<String>, Query(q): Query<LogsQuery>) -> ApiResult<Json<LogsView>> {
     let _app = visible_app(&api, &p, &id)?;
@@ -479,7 +479,7 @@ pub struct MetricsView {
 }
 
 /// CPU, memory, disk and network of the app's container.
-#[utoipa::path(get, path = "/api/v1/apps/{id}/metrics", tag = "apps", params(("id" = String, Path, description = "app id"), MetricsQuery),
+#[utoipa::path(get, path = "/api/v1/apps/{id}/metrics", operation_id = "app.metrics", tag = "apps", params(("id" = String, Path, description = "app id"), MetricsQuery),
     responses((status = 200, body = MetricsView), (status = 401, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem), (status = 502, body = Problem), (status = 503, body = Problem)))]
 pub async fn metrics(State(api): State<ApiState>, p: Principal, Path(id): Path<String>, Query(q): Query<MetricsQuery>) -> ApiResult<Json<MetricsView>> {
     let _app = visible_app(&api, &p, &id)?;
@@ -510,7 +510,7 @@ pub struct ExecResult {
 }
 
 /// Run one of the predefined safe commands in the app's container.
-#[utoipa::path(post, path = "/api/v1/apps/{id}/exec", tag = "apps", params(("id" = String, Path, description = "app id")), request_body = ExecRequest,
+#[utoipa::path(post, path = "/api/v1/apps/{id}/exec", operation_id = "app.exec", tag = "apps", params(("id" = String, Path, description = "app id")), request_body = ExecRequest,
     responses((status = 200, body = ExecResult), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem),
         (status = 404, body = Problem), (status = 422, body = Problem), (status = 502, body = Problem), (status = 503, body = Problem)))]
 pub async fn exec(State(api): State<ApiState>, p: Principal, Path(id): Path<String>, ApiJson(req): ApiJson<ExecRequest>) -> ApiResult<Json<ExecResult>> {
@@ -552,7 +552,7 @@ pub struct Unmanaged {
 }
 
 /// Containers on the Proxmox hosts that are not apps (candidates for adoption).
-#[utoipa::path(get, path = "/api/v1/apps/discover", tag = "apps",
+#[utoipa::path(get, path = "/api/v1/apps/discover", operation_id = "app.discover", tag = "apps",
     responses((status = 200, body = Vec<Unmanaged>), (status = 401, body = Problem), (status = 403, body = Problem), (status = 502, body = Problem), (status = 503, body = Problem)))]
 pub async fn discover(State(api): State<ApiState>) -> ApiResult<Json<Vec<Unmanaged>>> {
     let found = api.platform()?.discover().await?;
@@ -590,7 +590,7 @@ pub struct AdoptRequest {
 }
 
 /// Adopt a container: 202 with the app + `Location` of the job.
-#[utoipa::path(post, path = "/api/v1/apps/adopt", tag = "apps", request_body = AdoptRequest,
+#[utoipa::path(post, path = "/api/v1/apps/adopt", operation_id = "app.adopt", tag = "apps", request_body = AdoptRequest,
     responses((status = 202, body = AppView, headers(("location" = String, description = "the job"))),
         (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 409, body = Problem),
         (status = 422, body = Problem), (status = 502, body = Problem), (status = 503, body = Problem)))]

@@ -104,7 +104,7 @@ fn token_err(e: TokenError) -> ApiError {
 }
 
 /// Whether first-run setup is needed.
-#[utoipa::path(get, path = "/api/v1/auth/setup", tag = "auth", security(()), responses((status = 200, body = SetupStatus)))]
+#[utoipa::path(get, path = "/api/v1/auth/setup", operation_id = "auth.setup_status", tag = "auth", security(()), responses((status = 200, body = SetupStatus)))]
 pub async fn setup_status(State(api): State<ApiState>) -> ApiResult<Json<SetupStatus>> {
     Ok(Json(SetupStatus {
         needs_setup: users::count(&api.ctx.store)? == 0,
@@ -112,7 +112,7 @@ pub async fn setup_status(State(api): State<ApiState>) -> ApiResult<Json<SetupSt
 }
 
 /// First-run setup: create the first administrator (only while no user exists) and log in.
-#[utoipa::path(post, path = "/api/v1/auth/setup", tag = "auth", security(()), request_body = LoginRequest,
+#[utoipa::path(post, path = "/api/v1/auth/setup", operation_id = "auth.setup", tag = "auth", security(()), request_body = LoginRequest,
     responses((status = 201, body = LoginResponse), (status = 400, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
 pub async fn setup(State(api): State<ApiState>, ApiJson(req): ApiJson<LoginRequest>) -> ApiResult<Response> {
     if users::count(&api.ctx.store)? > 0 {
@@ -132,7 +132,7 @@ pub async fn setup(State(api): State<ApiState>, ApiJson(req): ApiJson<LoginReque
 }
 
 /// Log in with user name and password.
-#[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", security(()), request_body = LoginRequest,
+#[utoipa::path(post, path = "/api/v1/auth/login", operation_id = "auth.login", tag = "auth", security(()), request_body = LoginRequest,
     responses((status = 200, body = LoginResponse, headers(("set-cookie" = String, description = "proximity_access, proximity_refresh (HttpOnly) and proximity_csrf"))),
         (status = 400, body = Problem), (status = 401, body = Problem), (status = 422, body = Problem),
         (status = 429, body = Problem, headers(("retry-after" = u64, description = "seconds to wait")))))]
@@ -168,7 +168,7 @@ pub async fn login(State(api): State<ApiState>, SourceIp(ip): SourceIp, ApiJson(
 
 /// Exchange a refresh token for a new pair (the old one becomes invalid; reusing it
 /// revokes the session).
-#[utoipa::path(post, path = "/api/v1/auth/refresh", tag = "auth", security(()), request_body(content = RefreshRequest, description = "optional; the refresh cookie is used without it"),
+#[utoipa::path(post, path = "/api/v1/auth/refresh", operation_id = "auth.refresh", tag = "auth", security(()), request_body(content = RefreshRequest, description = "optional; the refresh cookie is used without it"),
     responses((status = 200, body = LoginResponse), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 422, body = Problem)))]
 pub async fn refresh(State(api): State<ApiState>, headers: HeaderMap, body: Bytes) -> ApiResult<Response> {
     let from_body = if body.iter().all(|b| b.is_ascii_whitespace()) {
@@ -194,7 +194,7 @@ pub async fn refresh(State(api): State<ApiState>, headers: HeaderMap, body: Byte
 }
 
 /// Log out: revoke this session (access and refresh tokens) and clear the cookies.
-#[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth", responses((status = 204), (status = 401, body = Problem), (status = 403, body = Problem)))]
+#[utoipa::path(post, path = "/api/v1/auth/logout", operation_id = "auth.logout", tag = "auth", responses((status = 204), (status = 401, body = Problem), (status = 403, body = Problem)))]
 pub async fn logout(State(api): State<ApiState>, p: Principal) -> ApiResult<Response> {
     if let Some(sid) = &p.session {
         TokenService::revoke_session(&api.ctx.store, sid, "logout")?;
@@ -207,13 +207,13 @@ pub async fn logout(State(api): State<ApiState>, p: Principal) -> ApiResult<Resp
 }
 
 /// The caller.
-#[utoipa::path(get, path = "/api/v1/auth/me", tag = "auth", responses((status = 200, body = users::UserView), (status = 401, body = Problem)))]
+#[utoipa::path(get, path = "/api/v1/auth/me", operation_id = "auth.me", tag = "auth", responses((status = 200, body = users::UserView), (status = 401, body = Problem)))]
 pub async fn me(p: Principal) -> Json<users::UserView> {
     Json(users::UserView::from(&p.user))
 }
 
 /// Change the caller's password; every other session of the user is revoked.
-#[utoipa::path(post, path = "/api/v1/auth/password", tag = "auth", request_body = PasswordChange,
+#[utoipa::path(post, path = "/api/v1/auth/password", operation_id = "auth.password", tag = "auth", request_body = PasswordChange,
     responses((status = 204), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 422, body = Problem)))]
 pub async fn password(State(api): State<ApiState>, p: Principal, ApiJson(req): ApiJson<PasswordChange>) -> ApiResult<StatusCode> {
     let mut errs = FieldErrors::default();

@@ -72,7 +72,7 @@ pub struct BackupStats {
 }
 
 /// The app's backups.
-#[utoipa::path(get, path = "/api/v1/apps/{id}/backups", tag = "backups", params(("id" = String, Path, description = "app id")),
+#[utoipa::path(get, path = "/api/v1/apps/{id}/backups", operation_id = "backup.list", tag = "backups", params(("id" = String, Path, description = "app id")),
     responses((status = 200, body = Vec<BackupView>), (status = 401, body = Problem), (status = 404, body = Problem), (status = 503, body = Problem)))]
 pub async fn list(State(api): State<ApiState>, p: Principal, Path(id): Path<String>) -> ApiResult<Json<Vec<BackupView>>> {
     visible_app(&api, &p, &id)?;
@@ -80,7 +80,7 @@ pub async fn list(State(api): State<ApiState>, p: Principal, Path(id): Path<Stri
 }
 
 /// Start a backup: 202 + `Location` of the job.
-#[utoipa::path(post, path = "/api/v1/apps/{id}/backups", tag = "backups", params(("id" = String, Path, description = "app id")),
+#[utoipa::path(post, path = "/api/v1/apps/{id}/backups", operation_id = "backup.create", tag = "backups", params(("id" = String, Path, description = "app id")),
     responses((status = 202, body = crate::api::handlers::jobs::JobRef, headers(("location" = String, description = "the job"))),
         (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem), (status = 503, body = Problem)))]
 pub async fn create(State(api): State<ApiState>, p: Principal, Path(id): Path<String>) -> ApiResult<Response> {
@@ -90,7 +90,7 @@ pub async fn create(State(api): State<ApiState>, p: Principal, Path(id): Path<St
 }
 
 /// Backup statistics.
-#[utoipa::path(get, path = "/api/v1/apps/{id}/backups/stats", tag = "backups", params(("id" = String, Path, description = "app id")),
+#[utoipa::path(get, path = "/api/v1/apps/{id}/backups/stats", operation_id = "backup.stats", tag = "backups", params(("id" = String, Path, description = "app id")),
     responses((status = 200, body = BackupStats), (status = 401, body = Problem), (status = 404, body = Problem), (status = 503, body = Problem)))]
 pub async fn stats(State(api): State<ApiState>, p: Principal, Path(id): Path<String>) -> ApiResult<Json<BackupStats>> {
     visible_app(&api, &p, &id)?;
@@ -107,7 +107,7 @@ pub async fn stats(State(api): State<ApiState>, p: Principal, Path(id): Path<Str
 }
 
 /// One backup.
-#[utoipa::path(get, path = "/api/v1/apps/{id}/backups/{backup_id}", tag = "backups",
+#[utoipa::path(get, path = "/api/v1/apps/{id}/backups/{backup_id}", operation_id = "backup.get", tag = "backups",
     params(("id" = String, Path, description = "app id"), ("backup_id" = String, Path, description = "backup id")),
     responses((status = 200, body = BackupView), (status = 401, body = Problem), (status = 404, body = Problem), (status = 503, body = Problem)))]
 pub async fn get_one(State(api): State<ApiState>, p: Principal, Path((id, b)): Path<(String, String)>) -> ApiResult<Json<BackupView>> {
@@ -116,7 +116,7 @@ pub async fn get_one(State(api): State<ApiState>, p: Principal, Path((id, b)): P
 }
 
 /// Delete a backup: 202 + `Location` of the job.
-#[utoipa::path(delete, path = "/api/v1/apps/{id}/backups/{backup_id}", tag = "backups",
+#[utoipa::path(delete, path = "/api/v1/apps/{id}/backups/{backup_id}", operation_id = "backup.delete", tag = "backups",
     params(("id" = String, Path, description = "app id"), ("backup_id" = String, Path, description = "backup id")),
     responses((status = 202, body = crate::api::handlers::jobs::JobRef), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 503, body = Problem)))]
 pub async fn remove(State(api): State<ApiState>, p: Principal, Path((id, b)): Path<(String, String)>) -> ApiResult<Response> {
@@ -126,7 +126,7 @@ pub async fn remove(State(api): State<ApiState>, p: Principal, Path((id, b)): Pa
 }
 
 /// Restore a backup into the app: 202 + `Location` of the job.
-#[utoipa::path(post, path = "/api/v1/apps/{id}/backups/{backup_id}/restore", tag = "backups",
+#[utoipa::path(post, path = "/api/v1/apps/{id}/backups/{backup_id}/restore", operation_id = "backup.restore", tag = "backups",
     params(("id" = String, Path, description = "app id"), ("backup_id" = String, Path, description = "backup id")),
     responses((status = 202, body = crate::api::handlers::jobs::JobRef), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem), (status = 503, body = Problem)))]
 pub async fn restore(State(api): State<ApiState>, p: Principal, Path((id, b)): Path<(String, String)>) -> ApiResult<Response> {

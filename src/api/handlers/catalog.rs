@@ -44,14 +44,14 @@ fn entries(v: Vec<std::sync::Arc<crate::catalog::CatalogEntry>>) -> Vec<serde_js
 }
 
 /// Every catalog entry.
-#[utoipa::path(get, path = "/api/v1/catalog", tag = "catalog",
+#[utoipa::path(get, path = "/api/v1/catalog", operation_id = "catalog.list", tag = "catalog",
     responses((status = 200, body = Vec<CatalogEntryView>), (status = 401, body = Problem), (status = 503, body = Problem)))]
 pub async fn list(State(api): State<ApiState>) -> ApiResult<Json<Vec<serde_json::Value>>> {
     Ok(Json(entries(catalog(&api)?.list())))
 }
 
 /// Categories with counts.
-#[utoipa::path(get, path = "/api/v1/catalog/categories", tag = "catalog",
+#[utoipa::path(get, path = "/api/v1/catalog/categories", operation_id = "catalog.categories", tag = "catalog",
     responses((status = 200, body = Vec<CategoryView>), (status = 401, body = Problem), (status = 503, body = Problem)))]
 pub async fn categories(State(api): State<ApiState>) -> ApiResult<Json<Vec<CategoryView>>> {
     Ok(Json(
@@ -64,7 +64,7 @@ pub async fn categories(State(api): State<ApiState>) -> ApiResult<Json<Vec<Categ
 }
 
 /// Search the catalog.
-#[utoipa::path(get, path = "/api/v1/catalog/search", tag = "catalog", params(SearchQuery),
+#[utoipa::path(get, path = "/api/v1/catalog/search", operation_id = "catalog.search", tag = "catalog", params(SearchQuery),
     responses((status = 200, body = Vec<CatalogEntryView>), (status = 401, body = Problem), (status = 503, body = Problem)))]
 pub async fn search(State(api): State<ApiState>, Query(q): Query<SearchQuery>) -> ApiResult<Json<Vec<serde_json::Value>>> {
     let text = q.q.unwrap_or_default();
@@ -73,7 +73,7 @@ pub async fn search(State(api): State<ApiState>, Query(q): Query<SearchQuery>) -
 }
 
 /// One entry.
-#[utoipa::path(get, path = "/api/v1/catalog/{id}", tag = "catalog", params(("id" = String, Path, description = "catalog id")),
+#[utoipa::path(get, path = "/api/v1/catalog/{id}", operation_id = "catalog.get", tag = "catalog", params(("id" = String, Path, description = "catalog id")),
     responses((status = 200, body = CatalogEntryView), (status = 401, body = Problem), (status = 404, body = Problem), (status = 503, body = Problem)))]
 pub async fn get_one(State(api): State<ApiState>, Path(id): Path<String>) -> ApiResult<Json<serde_json::Value>> {
     let e = catalog(&api)?.get(&id).ok_or_else(|| ApiError::not_found(format!("no catalog entry {id}")))?;
@@ -90,7 +90,7 @@ pub struct ReloadResult {
 }
 
 /// Re-read the catalog directories.
-#[utoipa::path(post, path = "/api/v1/catalog/reload", tag = "catalog",
+#[utoipa::path(post, path = "/api/v1/catalog/reload", operation_id = "catalog.reload", tag = "catalog",
     responses((status = 200, body = ReloadResult), (status = 401, body = Problem), (status = 403, body = Problem), (status = 422, body = Problem), (status = 503, body = Problem)))]
 pub async fn reload(State(api): State<ApiState>) -> ApiResult<Json<ReloadResult>> {
     let c = catalog(&api)?;

@@ -199,14 +199,14 @@ pub fn validate_host(h: &HostInput, creating: bool) -> Result<(), ApiError> {
 }
 
 /// Registered hosts.
-#[utoipa::path(get, path = "/api/v1/hosts", tag = "hosts",
+#[utoipa::path(get, path = "/api/v1/hosts", operation_id = "host.list", tag = "hosts",
     responses((status = 200, body = Vec<HostView>), (status = 401, body = Problem), (status = 403, body = Problem), (status = 503, body = Problem)))]
 pub async fn list(State(api): State<ApiState>) -> ApiResult<Json<Vec<HostView>>> {
     Ok(Json(api.hosts.list().map_err(pve_err)?.iter().map(view).collect()))
 }
 
 /// Register a host.
-#[utoipa::path(post, path = "/api/v1/hosts", tag = "hosts", request_body = HostInput,
+#[utoipa::path(post, path = "/api/v1/hosts", operation_id = "host.create", tag = "hosts", request_body = HostInput,
     responses((status = 201, body = HostView), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem),
         (status = 409, body = Problem), (status = 422, body = Problem), (status = 503, body = Problem)))]
 pub async fn create(State(api): State<ApiState>, ApiJson(h): ApiJson<HostInput>) -> ApiResult<Response> {
@@ -217,7 +217,7 @@ pub async fn create(State(api): State<ApiState>, ApiJson(h): ApiJson<HostInput>)
 }
 
 /// One host.
-#[utoipa::path(get, path = "/api/v1/hosts/{name}", tag = "hosts", params(("name" = String, Path, description = "host name")),
+#[utoipa::path(get, path = "/api/v1/hosts/{name}", operation_id = "host.get", tag = "hosts", params(("name" = String, Path, description = "host name")),
     responses((status = 200, body = HostView), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 503, body = Problem)))]
 pub async fn get_one(State(api): State<ApiState>, Path(name): Path<String>) -> ApiResult<Json<HostView>> {
     let h = api.hosts.get(&name).map_err(pve_err)?.ok_or_else(|| ApiError::not_found(format!("no host {name}")))?;
@@ -225,7 +225,7 @@ pub async fn get_one(State(api): State<ApiState>, Path(name): Path<String>) -> A
 }
 
 /// Replace a host's settings (omitted secrets stay as stored).
-#[utoipa::path(put, path = "/api/v1/hosts/{name}", tag = "hosts", params(("name" = String, Path, description = "host name")), request_body = HostInput,
+#[utoipa::path(put, path = "/api/v1/hosts/{name}", operation_id = "host.update", tag = "hosts", params(("name" = String, Path, description = "host name")), request_body = HostInput,
     responses((status = 200, body = HostView), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem),
         (status = 404, body = Problem), (status = 422, body = Problem), (status = 503, body = Problem)))]
 pub async fn update(State(api): State<ApiState>, Path(name): Path<String>, ApiJson(h): ApiJson<HostInput>) -> ApiResult<Json<HostView>> {
@@ -239,7 +239,7 @@ pub async fn update(State(api): State<ApiState>, Path(name): Path<String>, ApiJs
 }
 
 /// Remove a host (refused while apps run on it).
-#[utoipa::path(delete, path = "/api/v1/hosts/{name}", tag = "hosts", params(("name" = String, Path, description = "host name")),
+#[utoipa::path(delete, path = "/api/v1/hosts/{name}", operation_id = "host.delete", tag = "hosts", params(("name" = String, Path, description = "host name")),
     responses((status = 204), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem), (status = 503, body = Problem)))]
 pub async fn remove(State(api): State<ApiState>, Path(name): Path<String>) -> ApiResult<Response> {
     api.hosts.get(&name).map_err(pve_err)?.ok_or_else(|| ApiError::not_found(format!("no host {name}")))?;
@@ -252,7 +252,7 @@ pub async fn remove(State(api): State<ApiState>, Path(name): Path<String>) -> Ap
 }
 
 /// Test the API (and SSH) connection of a host.
-#[utoipa::path(post, path = "/api/v1/hosts/{name}/test", tag = "hosts", params(("name" = String, Path, description = "host name")),
+#[utoipa::path(post, path = "/api/v1/hosts/{name}/test", operation_id = "host.test", tag = "hosts", params(("name" = String, Path, description = "host name")),
     responses((status = 200, body = HostTest), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 503, body = Problem)))]
 pub async fn test(State(api): State<ApiState>, Path(name): Path<String>) -> ApiResult<Json<HostTest>> {
     api.hosts.get(&name).map_err(pve_err)?.ok_or_else(|| ApiError::not_found(format!("no host {name}")))?;
@@ -284,7 +284,7 @@ pub async fn test(State(api): State<ApiState>, Path(name): Path<String>) -> ApiR
 }
 
 /// Re-read the host's nodes.
-#[utoipa::path(post, path = "/api/v1/hosts/{name}/sync", tag = "hosts", params(("name" = String, Path, description = "host name")),
+#[utoipa::path(post, path = "/api/v1/hosts/{name}/sync", operation_id = "host.sync", tag = "hosts", params(("name" = String, Path, description = "host name")),
     responses((status = 200, body = Vec<NodeView>), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 502, body = Problem), (status = 503, body = Problem)))]
 pub async fn sync(State(api): State<ApiState>, Path(name): Path<String>) -> ApiResult<Json<Vec<NodeView>>> {
     api.hosts.get(&name).map_err(pve_err)?.ok_or_else(|| ApiError::not_found(format!("no host {name}")))?;
@@ -293,7 +293,7 @@ pub async fn sync(State(api): State<ApiState>, Path(name): Path<String>) -> ApiR
 }
 
 /// Nodes of every host.
-#[utoipa::path(get, path = "/api/v1/nodes", tag = "hosts",
+#[utoipa::path(get, path = "/api/v1/nodes", operation_id = "node.list", tag = "hosts",
     responses((status = 200, body = Vec<NodeView>), (status = 401, body = Problem), (status = 503, body = Problem)))]
 pub async fn nodes(State(api): State<ApiState>) -> ApiResult<Json<Vec<NodeView>>> {
     Ok(Json(api.hosts.nodes().map_err(pve_err)?.iter().map(|(h, n)| node_view(h, n)).collect()))

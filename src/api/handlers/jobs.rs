@@ -64,7 +64,7 @@ pub struct JobListQuery {
 }
 
 /// The caller's jobs (admins: all), newest first.
-#[utoipa::path(get, path = "/api/v1/jobs", tag = "jobs", params(JobListQuery),
+#[utoipa::path(get, path = "/api/v1/jobs", operation_id = "job.list", tag = "jobs", params(JobListQuery),
     responses((status = 200, body = Vec<JobView>), (status = 401, body = Problem), (status = 422, body = Problem)))]
 pub async fn list(State(api): State<ApiState>, p: Principal, Query(q): Query<JobListQuery>) -> ApiResult<Json<Vec<serde_json::Value>>> {
     let mut errs = FieldErrors::default();
@@ -91,7 +91,7 @@ pub async fn list(State(api): State<ApiState>, p: Principal, Query(q): Query<Job
 }
 
 /// One job.
-#[utoipa::path(get, path = "/api/v1/jobs/{id}", tag = "jobs", params(("id" = String, Path, description = "job id")),
+#[utoipa::path(get, path = "/api/v1/jobs/{id}", operation_id = "job.get", tag = "jobs", params(("id" = String, Path, description = "job id")),
     responses((status = 200, body = JobView), (status = 401, body = Problem), (status = 404, body = Problem)))]
 pub async fn get_one(State(api): State<ApiState>, p: Principal, Path(id): Path<String>) -> ApiResult<Json<serde_json::Value>> {
     Ok(Json(visible_job(&api, &p, &id)?))
@@ -116,7 +116,7 @@ struct StreamState {
 /// Live events of a job as Server-Sent Events: first `snapshot` (the job record), then
 /// `step`, `progress`, `log` and `state` events; the stream ends after a final state.
 /// At most 64 streams are open at once (503 beyond).
-#[utoipa::path(get, path = "/api/v1/jobs/{id}/events", tag = "jobs", params(("id" = String, Path, description = "job id")),
+#[utoipa::path(get, path = "/api/v1/jobs/{id}/events", operation_id = "job.events", tag = "jobs", params(("id" = String, Path, description = "job id")),
     responses((status = 200, description = "text/event-stream of job events", content_type = "text/event-stream", body = String),
         (status = 401, body = Problem), (status = 404, body = Problem), (status = 503, body = Problem)))]
 pub async fn events(

@@ -44,3 +44,12 @@ pub fn with_note(resp: impl IntoResponse, note: super::audit::AuditNote) -> Resp
     r.extensions_mut().insert(note);
     r
 }
+
+/// Turn a panicking handler into a 500 problem instead of a dropped connection.
+pub async fn catch_panic(req: Request, next: Next) -> Response {
+    use futures::FutureExt;
+    match std::panic::AssertUnwindSafe(next.run(req)).catch_unwind().await {
+        Ok(r) => r,
+        Err(_) => ApiError::internal("a request handler panicked").into_response(),
+    }
+}

@@ -133,7 +133,7 @@ fn state_name(s: Option<&ServiceState>) -> String {
 }
 
 /// DHCP reservations of apps (and dynamic leases once the DHCP service records them).
-#[utoipa::path(get, path = "/api/v1/network/leases", tag = "network",
+#[utoipa::path(get, path = "/api/v1/network/leases", operation_id = "network.leases", tag = "network",
     responses((status = 200, body = Vec<LeaseView>), (status = 401, body = Problem), (status = 403, body = Problem)))]
 pub async fn leases(State(api): State<ApiState>) -> Json<Vec<LeaseView>> {
     let plan = api.ctx.plan.current();
@@ -151,7 +151,7 @@ pub async fn leases(State(api): State<ApiState>) -> Json<Vec<LeaseView>> {
 }
 
 /// DNS records of the local zone.
-#[utoipa::path(get, path = "/api/v1/network/records", tag = "network",
+#[utoipa::path(get, path = "/api/v1/network/records", operation_id = "network.records", tag = "network",
     responses((status = 200, body = Vec<RecordView>), (status = 401, body = Problem), (status = 403, body = Problem)))]
 pub async fn records(State(api): State<ApiState>) -> Json<Vec<RecordView>> {
     let plan = api.ctx.plan.current();
@@ -169,7 +169,7 @@ pub async fn records(State(api): State<ApiState>) -> Json<Vec<RecordView>> {
 }
 
 /// Reverse-proxy routes.
-#[utoipa::path(get, path = "/api/v1/network/routes", tag = "network",
+#[utoipa::path(get, path = "/api/v1/network/routes", operation_id = "network.routes", tag = "network",
     responses((status = 200, body = Vec<RouteView>), (status = 401, body = Problem), (status = 403, body = Problem)))]
 pub async fn routes(State(api): State<ApiState>) -> Json<Vec<RouteView>> {
     let plan = api.ctx.plan.current();
@@ -188,7 +188,7 @@ pub async fn routes(State(api): State<ApiState>) -> Json<Vec<RouteView>> {
 }
 
 /// Port forwards.
-#[utoipa::path(get, path = "/api/v1/network/forwards", tag = "network",
+#[utoipa::path(get, path = "/api/v1/network/forwards", operation_id = "network.forwards", tag = "network",
     responses((status = 200, body = Vec<PortForwardView>), (status = 401, body = Problem), (status = 403, body = Problem)))]
 pub async fn forwards(State(api): State<ApiState>) -> Json<Vec<PortForwardView>> {
     let plan = api.ctx.plan.current();
@@ -209,7 +209,7 @@ pub async fn forwards(State(api): State<ApiState>) -> Json<Vec<PortForwardView>>
 }
 
 /// Firewall status.
-#[utoipa::path(get, path = "/api/v1/network/firewall", tag = "network",
+#[utoipa::path(get, path = "/api/v1/network/firewall", operation_id = "network.firewall", tag = "network",
     responses((status = 200, body = FirewallStatus), (status = 401, body = Problem), (status = 403, body = Problem)))]
 pub async fn firewall(State(api): State<ApiState>) -> Json<FirewallStatus> {
     let plan = api.ctx.plan.current();
@@ -274,7 +274,7 @@ pub fn plan_checks(plan: &crate::plan::NetworkPlan, apps: &[crate::registry::App
 
 /// Check the network plane: the plan is consistent with the registry and every enabled
 /// network service is ready.
-#[utoipa::path(post, path = "/api/v1/network/self-test", tag = "network",
+#[utoipa::path(post, path = "/api/v1/network/self-test", operation_id = "network.self_test", tag = "network",
     responses((status = 200, body = SelfTest), (status = 401, body = Problem), (status = 403, body = Problem)))]
 pub async fn self_test(State(api): State<ApiState>) -> ApiResult<Json<SelfTest>> {
     let plan = api.ctx.plan.current();
@@ -300,7 +300,7 @@ pub async fn self_test(State(api): State<ApiState>) -> ApiResult<Json<SelfTest>>
 }
 
 /// Where to get the CA certificate and how to install it.
-#[utoipa::path(get, path = "/api/v1/network/ca", tag = "network", security(()), responses((status = 200, body = CaInfo)))]
+#[utoipa::path(get, path = "/api/v1/network/ca", operation_id = "network.ca_info", tag = "network", security(()), responses((status = 200, body = CaInfo)))]
 pub async fn ca_info() -> Json<CaInfo> {
     let i = |p: &str, s: &str| CaInstruction {
         platform: p.into(),
@@ -333,7 +333,7 @@ fn ca_pem_text(api: &ApiState) -> Option<String> {
 }
 
 /// The appliance CA certificate (PEM).
-#[utoipa::path(get, path = "/api/v1/network/ca.pem", tag = "network", security(()),
+#[utoipa::path(get, path = "/api/v1/network/ca.pem", operation_id = "network.ca_pem", tag = "network", security(()),
     responses((status = 200, description = "PEM certificate", content_type = "application/x-pem-file", body = String), (status = 503, body = Problem)))]
 pub async fn ca_pem(State(api): State<ApiState>) -> ApiResult<Response> {
     let pem = ca_pem_text(&api).ok_or_else(ca_missing)?;
@@ -345,7 +345,7 @@ pub async fn ca_pem(State(api): State<ApiState>) -> ApiResult<Response> {
 }
 
 /// The appliance CA certificate (DER).
-#[utoipa::path(get, path = "/api/v1/network/ca.der", tag = "network", security(()),
+#[utoipa::path(get, path = "/api/v1/network/ca.der", operation_id = "network.ca_der", tag = "network", security(()),
     responses((status = 200, description = "DER certificate", content_type = "application/x-x509-ca-cert", body = Vec<u8>), (status = 503, body = Problem)))]
 pub async fn ca_der(State(api): State<ApiState>) -> ApiResult<Response> {
     let der = api.ca.as_ref().map(|c| c.ca_der().to_vec()).ok_or_else(ca_missing)?;

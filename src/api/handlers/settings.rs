@@ -209,42 +209,42 @@ fn put_doc<T: Section>(api: &ApiState, doc: SettingsDoc<T>) -> ApiResult<Json<Se
 }
 
 /// Default resources of new apps.
-#[utoipa::path(get, path = "/api/v1/settings/resources", tag = "settings",
+#[utoipa::path(get, path = "/api/v1/settings/resources", operation_id = "settings.get_resources", tag = "settings",
     responses((status = 200, body = SettingsDoc<ResourceSettings>), (status = 401, body = Problem), (status = 403, body = Problem)))]
 pub async fn get_resources(State(api): State<ApiState>) -> ApiResult<Json<SettingsDoc<ResourceSettings>>> {
     get_doc(&api)
 }
 
 /// Update default resources (digest-checked).
-#[utoipa::path(put, path = "/api/v1/settings/resources", tag = "settings", request_body = SettingsDoc<ResourceSettings>,
+#[utoipa::path(put, path = "/api/v1/settings/resources", operation_id = "settings.update_resources", tag = "settings", request_body = SettingsDoc<ResourceSettings>,
     responses((status = 200, body = SettingsDoc<ResourceSettings>), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
 pub async fn put_resources(State(api): State<ApiState>, ApiJson(d): ApiJson<SettingsDoc<ResourceSettings>>) -> ApiResult<Json<SettingsDoc<ResourceSettings>>> {
     put_doc(&api, d)
 }
 
 /// Network settings.
-#[utoipa::path(get, path = "/api/v1/settings/network", tag = "settings",
+#[utoipa::path(get, path = "/api/v1/settings/network", operation_id = "settings.get_network", tag = "settings",
     responses((status = 200, body = SettingsDoc<NetworkSettings>), (status = 401, body = Problem), (status = 403, body = Problem)))]
 pub async fn get_network(State(api): State<ApiState>) -> ApiResult<Json<SettingsDoc<NetworkSettings>>> {
     get_doc(&api)
 }
 
 /// Update network settings (digest-checked).
-#[utoipa::path(put, path = "/api/v1/settings/network", tag = "settings", request_body = SettingsDoc<NetworkSettings>,
+#[utoipa::path(put, path = "/api/v1/settings/network", operation_id = "settings.update_network", tag = "settings", request_body = SettingsDoc<NetworkSettings>,
     responses((status = 200, body = SettingsDoc<NetworkSettings>), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
 pub async fn put_network(State(api): State<ApiState>, ApiJson(d): ApiJson<SettingsDoc<NetworkSettings>>) -> ApiResult<Json<SettingsDoc<NetworkSettings>>> {
     put_doc(&api, d)
 }
 
 /// Schedules.
-#[utoipa::path(get, path = "/api/v1/settings/schedule", tag = "settings",
+#[utoipa::path(get, path = "/api/v1/settings/schedule", operation_id = "settings.get_schedule", tag = "settings",
     responses((status = 200, body = SettingsDoc<ScheduleSettings>), (status = 401, body = Problem), (status = 403, body = Problem)))]
 pub async fn get_schedule(State(api): State<ApiState>) -> ApiResult<Json<SettingsDoc<ScheduleSettings>>> {
     get_doc(&api)
 }
 
 /// Update schedules (digest-checked).
-#[utoipa::path(put, path = "/api/v1/settings/schedule", tag = "settings", request_body = SettingsDoc<ScheduleSettings>,
+#[utoipa::path(put, path = "/api/v1/settings/schedule", operation_id = "settings.update_schedule", tag = "settings", request_body = SettingsDoc<ScheduleSettings>,
     responses((status = 200, body = SettingsDoc<ScheduleSettings>), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
 pub async fn put_schedule(State(api): State<ApiState>, ApiJson(d): ApiJson<SettingsDoc<ScheduleSettings>>) -> ApiResult<Json<SettingsDoc<ScheduleSettings>>> {
     put_doc(&api, d)

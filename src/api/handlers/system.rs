@@ -51,7 +51,7 @@ fn started() -> std::time::Instant {
 }
 
 /// Readiness of every service (503 when one failed).
-#[utoipa::path(get, path = "/api/v1/system/health", tag = "system", security(()),
+#[utoipa::path(get, path = "/api/v1/system/health", operation_id = "system.health", tag = "system", security(()),
     responses((status = 200, body = HealthView), (status = 503, body = HealthView)))]
 pub async fn health(State(api): State<ApiState>) -> impl IntoResponse {
     let _ = started();
@@ -74,7 +74,7 @@ pub async fn health(State(api): State<ApiState>) -> impl IntoResponse {
 }
 
 /// Version, uptime, network facts and counts.
-#[utoipa::path(get, path = "/api/v1/system/info", tag = "system",
+#[utoipa::path(get, path = "/api/v1/system/info", operation_id = "system.info", tag = "system",
     responses((status = 200, body = InfoView), (status = 401, body = Problem)))]
 pub async fn info(State(api): State<ApiState>, p: crate::api::auth::Principal) -> ApiResult<Json<InfoView>> {
     let net = &api.ctx.config.network;
@@ -93,7 +93,7 @@ pub async fn info(State(api): State<ApiState>, p: crate::api::auth::Principal) -
 }
 
 /// Prometheus metrics.
-#[utoipa::path(get, path = "/metrics", tag = "system", security(()),
+#[utoipa::path(get, path = "/metrics", operation_id = "metrics", tag = "system", security(()),
     responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String)))]
 pub async fn metrics(State(api): State<ApiState>) -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], api.ctx.metrics.render())

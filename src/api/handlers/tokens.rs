@@ -70,7 +70,7 @@ pub struct CreatedToken {
 }
 
 /// The caller's tokens.
-#[utoipa::path(get, path = "/api/v1/tokens", tag = "tokens", responses((status = 200, body = Vec<TokenView>), (status = 401, body = Problem)))]
+#[utoipa::path(get, path = "/api/v1/tokens", operation_id = "token.list", tag = "tokens", responses((status = 200, body = Vec<TokenView>), (status = 401, body = Problem)))]
 pub async fn list(State(api): State<ApiState>, p: Principal) -> ApiResult<Json<Vec<TokenView>>> {
     let mut v: Vec<&ApiToken> = Vec::new();
     let all = api.ctx.store.list(API_TOKENS)?;
@@ -84,7 +84,7 @@ pub async fn list(State(api): State<ApiState>, p: Principal) -> ApiResult<Json<V
 }
 
 /// Create a token. API tokens cannot create further tokens.
-#[utoipa::path(post, path = "/api/v1/tokens", tag = "tokens", request_body = NewToken,
+#[utoipa::path(post, path = "/api/v1/tokens", operation_id = "token.create", tag = "tokens", request_body = NewToken,
     responses((status = 201, body = CreatedToken), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 422, body = Problem)))]
 pub async fn create(State(api): State<ApiState>, p: Principal, ApiJson(req): ApiJson<NewToken>) -> ApiResult<Response> {
     if matches!(p.via, Via::ApiToken(_)) {
@@ -118,7 +118,7 @@ pub async fn create(State(api): State<ApiState>, p: Principal, ApiJson(req): Api
 }
 
 /// Revoke one of the caller's tokens (others' tokens are 404).
-#[utoipa::path(delete, path = "/api/v1/tokens/{id}", tag = "tokens", params(("id" = String, Path, description = "token id")),
+#[utoipa::path(delete, path = "/api/v1/tokens/{id}", operation_id = "token.revoke", tag = "tokens", params(("id" = String, Path, description = "token id")),
     responses((status = 204), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem)))]
 pub async fn revoke(State(api): State<ApiState>, p: Principal, Path(id): Path<String>) -> ApiResult<StatusCode> {
     let mut t = api

@@ -40,7 +40,7 @@ fn admins(api: &ApiState) -> Result<usize, ApiError> {
 }
 
 /// All users.
-#[utoipa::path(get, path = "/api/v1/users", tag = "users", responses((status = 200, body = Vec<UserView>), (status = 401, body = Problem), (status = 403, body = Problem)))]
+#[utoipa::path(get, path = "/api/v1/users", operation_id = "user.list", tag = "users", responses((status = 200, body = Vec<UserView>), (status = 401, body = Problem), (status = 403, body = Problem)))]
 pub async fn list(State(api): State<ApiState>) -> ApiResult<Json<Vec<UserView>>> {
     let mut v: Vec<UserView> = api.ctx.store.list(USERS)?.iter().map(|(_, u)| UserView::from(u)).collect();
     v.sort_by(|a, b| a.username.cmp(&b.username));
@@ -48,7 +48,7 @@ pub async fn list(State(api): State<ApiState>) -> ApiResult<Json<Vec<UserView>>>
 }
 
 /// Create a user.
-#[utoipa::path(post, path = "/api/v1/users", tag = "users", request_body = NewUser,
+#[utoipa::path(post, path = "/api/v1/users", operation_id = "user.create", tag = "users", request_body = NewUser,
     responses((status = 201, body = UserView), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
 pub async fn create(State(api): State<ApiState>, ApiJson(req): ApiJson<NewUser>) -> ApiResult<Response> {
     let mut errs = FieldErrors::default();
@@ -68,7 +68,7 @@ pub async fn create(State(api): State<ApiState>, ApiJson(req): ApiJson<NewUser>)
 }
 
 /// One user.
-#[utoipa::path(get, path = "/api/v1/users/{id}", tag = "users", params(("id" = String, Path, description = "user id")),
+#[utoipa::path(get, path = "/api/v1/users/{id}", operation_id = "user.get", tag = "users", params(("id" = String, Path, description = "user id")),
     responses((status = 200, body = UserView), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem)))]
 pub async fn get_one(State(api): State<ApiState>, Path(id): Path<String>) -> ApiResult<Json<UserView>> {
     let u = api.ctx.store.get(USERS, &id)?.ok_or_else(|| ApiError::not_found(format!("no user {id}")))?;
@@ -76,7 +76,7 @@ pub async fn get_one(State(api): State<ApiState>, Path(id): Path<String>) -> Api
 }
 
 /// Change a user's role or password. The last administrator cannot be demoted.
-#[utoipa::path(patch, path = "/api/v1/users/{id}", tag = "users", params(("id" = String, Path, description = "user id")), request_body = UserPatch,
+#[utoipa::path(patch, path = "/api/v1/users/{id}", operation_id = "user.update", tag = "users", params(("id" = String, Path, description = "user id")), request_body = UserPatch,
     responses((status = 200, body = UserView), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
 pub async fn update(State(api): State<ApiState>, Path(id): Path<String>, ApiJson(req): ApiJson<UserPatch>) -> ApiResult<Json<UserView>> {
     let mut u = api.ctx.store.get(USERS, &id)?.ok_or_else(|| ApiError::not_found(format!("no user {id}")))?;
@@ -106,7 +106,7 @@ pub async fn update(State(api): State<ApiState>, Path(id): Path<String>, ApiJson
 
 /// Delete a user (not yourself, not the last administrator, not while they own apps);
 /// their sessions and API tokens are revoked.
-#[utoipa::path(delete, path = "/api/v1/users/{id}", tag = "users", params(("id" = String, Path, description = "user id")),
+#[utoipa::path(delete, path = "/api/v1/users/{id}", operation_id = "user.delete", tag = "users", params(("id" = String, Path, description = "user id")),
     responses((status = 204), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)))]
 pub async fn remove(State(api): State<ApiState>, p: Principal, Path(id): Path<String>) -> ApiResult<Response> {
     let u = api.ctx.store.get(USERS, &id)?.ok_or_else(|| ApiError::not_found(format!("no user {id}")))?;
