@@ -18,7 +18,11 @@ fn fail(e: Error) -> PveFailure {
         Error::NotFound { message } => PveFailure::NotFound(message),
         Error::Conflict { message } => PveFailure::Conflict(message),
         Error::NodeOffline { .. } | Error::Transport { .. } => PveFailure::Unavailable(e.to_string()),
-        Error::TaskFailed { exitstatus, log_tail, upid } => PveFailure::TaskFailed {
+        Error::TaskFailed {
+            exitstatus,
+            log_tail,
+            upid,
+        } => PveFailure::TaskFailed {
             message: format!("task {upid} failed: {exitstatus}"),
             log: log_tail.join("\n"),
         },
@@ -162,7 +166,11 @@ impl PveHost for PveBackend {
     }
 
     async fn storage_content(&self, node: &str, storage: &str, content: &str) -> PveResult<Vec<Volume>> {
-        let v = self.client.storage_content(node, storage, Some(content), None).await.map_err(fail)?;
+        let v = self
+            .client
+            .storage_content(node, storage, Some(content), None)
+            .await
+            .map_err(fail)?;
         Ok(v.into_iter()
             .map(|c| Volume {
                 volid: c.volid,
@@ -290,7 +298,8 @@ impl PveHost for PveBackend {
     }
 
     async fn pct_push(&self, vmid: u32, bytes: &[u8], dst: &str, perms: u32) -> PveResult<()> {
-        self.with_ssh(|s| async move { s.pct_push(vmid, bytes, dst, Some(perms)).await }).await
+        self.with_ssh(|s| async move { s.pct_push(vmid, bytes, dst, Some(perms)).await })
+            .await
     }
 
     async fn pct_set_features(&self, vmid: u32, features: &str) -> PveResult<()> {
