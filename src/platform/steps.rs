@@ -496,7 +496,21 @@ impl Runner {
             Err(e) => return Err(pve(e)),
         }
         let sl = self.loc(src)?;
-        sl.b.clone_ct(&sl.node, sl.vmid, l.vmid, &app.hostname).await.map_err(pve)?;
+        // Proxmox cannot full-clone a running container without snapshot support: stop the
+        // source for the copy and start it again afterwards (also after a failure).
+        if self.ct_status(&sl).await?.as_deref() == Some("running") {
+            cx.set_data("restart_source", &true)?;
+            cx.info(format!("stopping source CT {} for the copy", sl.vmid));
+            sl.b.stop_ct(&sl.node, sl.vmid).await.map_err(pve)?;
+        }
+        let r = sl.b.clone_ct(&sl.node, sl.vmid, l.vmid, &app.hostname).await;
+        if cx.data::<bool>("restart_source") == Some(true) {
+            match sl.b.start_ct(&sl.node, sl.vmid).await {
+                Ok(()) => cx.info(format!("source CT {} started again", sl.vmid)),
+                Err(e) => cx.warn(format!("cannot start source CT {} again: {e}", sl.vmid)),
+            }
+        }
+        r.map_err(pve)?;
         done(format!("CT {} cloned to {}", sl.vmid, l.vmid))
     }
 
@@ -804,7 +818,16 @@ impl Handler for Runner {
                 self.push_files(cx, Some(project_dir(&src.hostname))).await
             }
             (_, "push_files") => self.push_files(cx, None).await,
-            (_, "compose_up") => self.compose(cx, &["up", "-d"]).await,
+            (_, "compose_up") => match self.compose(cx, &["up", "-d"]).await {
+                Err(e) if e.output.as_deref().is_some_and(|o| o.contains("already in use")) => {
+                    // Services restarted by a container start under another project state hold
+                    // the ports: take the project down and bring it up again.
+                    cx.warn(format!("compose up failed ({}); recreating the project", e.reason));
+                    self.compose(cx, &["down"]).await?;
+                    self.compose(cx, &["up", "-d"]).await
+                }
+                r => r,
+            },
             (_, "pull") => self.compose(cx, &["pull"]).await,
             (_, "discover_ip") => {
                 if kind == JobKind::Adopt && cx.data::<String>("ct_status").as_deref() != Some("running") {
