@@ -13,6 +13,7 @@ pub mod events;
 pub mod plan;
 pub mod registry;
 pub mod secrets;
+pub mod sim;
 pub mod store;
 pub mod supervisor;
 pub mod telemetry;
