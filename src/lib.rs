@@ -17,6 +17,7 @@ pub mod platform;
 pub mod pve;
 pub mod registry;
 pub mod secrets;
+pub mod sim;
 pub mod store;
 pub mod supervisor;
 pub mod telemetry;

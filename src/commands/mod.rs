@@ -3,6 +3,7 @@
 pub mod catalog;
 pub mod db;
 pub mod demo;
+pub mod pve_sim;
 pub mod serve;
 pub mod user;
 
@@ -25,7 +26,7 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve::run(args, log_format),
         Command::Demo(args) => demo::run(args, log_format),
-        Command::PveSim(_) => not_yet("pve-sim", "the Proxmox VE simulator"),
+        Command::PveSim(args) => pve_sim::run(args, log_format),
         Command::Install(_) => not_yet("install", "the one-shot installer"),
         Command::User(cmd) => user::run(cmd),
         Command::Config(ConfigCommand::Check { file }) => return config_check(&file),

@@ -61,7 +61,10 @@ impl Cron {
     pub fn parse(expr: &str) -> Result<Cron, String> {
         let f: Vec<&str> = expr.split_whitespace().collect();
         if f.len() != 5 {
-            return Err(format!("`{expr}` has {} fields; expected 5 (minute hour day month weekday)", f.len()));
+            return Err(format!(
+                "`{expr}` has {} fields; expected 5 (minute hour day month weekday)",
+                f.len()
+            ));
         }
         let (minutes, _) = parse_field(f[0], 0, 59).map_err(|e| format!("minute: {e}"))?;
         let (hours, _) = parse_field(f[1], 0, 23).map_err(|e| format!("hour: {e}"))?;
@@ -144,8 +147,14 @@ mod tests {
     #[test]
     fn defaults_of_the_schedule() {
         let nightly = Cron::parse("0 2 * * *").unwrap();
-        assert_eq!(nightly.next_after(datetime!(2026-11-22 04:47:12)), Some(datetime!(2026-11-23 02:00)));
-        assert_eq!(nightly.next_after(datetime!(2026-11-22 01:59:59)), Some(datetime!(2026-11-22 02:00)));
+        assert_eq!(
+            nightly.next_after(datetime!(2026-11-22 04:47:12)),
+            Some(datetime!(2026-11-23 02:00))
+        );
+        assert_eq!(
+            nightly.next_after(datetime!(2026-11-22 01:59:59)),
+            Some(datetime!(2026-11-22 02:00))
+        );
         assert_eq!(nightly.next_after(datetime!(2026-11-22 02:00)), Some(datetime!(2026-11-23 02:00)));
         // 2026-11-22 is a Sunday.
         let weekly = Cron::parse("0 3 * * 0").unwrap();
@@ -181,7 +190,10 @@ mod tests {
     #[test]
     fn impossible_and_invalid() {
         assert_eq!(Cron::parse("0 0 31 2 *").unwrap().next_after(datetime!(2026-01-01 00:00)), None);
-        assert_eq!(Cron::parse("0 0 29 2 *").unwrap().next_after(datetime!(2026-03-01 00:00)), Some(datetime!(2028-02-29 00:00)));
+        assert_eq!(
+            Cron::parse("0 0 29 2 *").unwrap().next_after(datetime!(2026-03-01 00:00)),
+            Some(datetime!(2028-02-29 00:00))
+        );
         assert!(Cron::parse("61 * * * *").unwrap_err().starts_with("minute"));
         assert!(Cron::parse("* * * *").is_err());
         assert!(Cron::parse("*/0 * * * *").is_err());

@@ -296,7 +296,14 @@ impl Jobs {
     }
 
     /// Build a queued job (not stored yet). `locks` are extra app ids held while it runs.
-    pub fn build(kind: JobKind, target: Option<String>, locks: &[String], owner: &str, steps: &[StepSpec], params: serde_json::Value) -> Job {
+    pub fn build(
+        kind: JobKind,
+        target: Option<String>,
+        locks: &[String],
+        owner: &str,
+        steps: &[StepSpec],
+        params: serde_json::Value,
+    ) -> Job {
         let mut job = Job::new(new_job_id(), kind, target, owner, steps, params, now_ms());
         for l in locks {
             if !job.locks.contains(l) {
@@ -444,7 +451,12 @@ impl Jobs {
         let time = now_ms();
         let seq = self.inner.log_seq.fetch_add(1, Ordering::Relaxed) % 10_000;
         let key = format!("{id}/{:016}{seq:04}", time);
-        let line = JobLog { time, level, step, message };
+        let line = JobLog {
+            time,
+            level,
+            step,
+            message,
+        };
         match level {
             LogLevel::Error | LogLevel::Warn => tracing::warn!(job = id, step = ?line.step, "{}", line.message),
             _ => tracing::info!(job = id, step = ?line.step, "{}", line.message),
@@ -452,7 +464,9 @@ impl Jobs {
         if let Err(e) = self.inner.store.write_eventual(|tx| tx.put(JOB_LOGS, &key, &line)) {
             tracing::warn!(job = id, error = %e, "cannot store job log");
         }
-        self.inner.events.publish("job.log", id, serde_json::to_value(&line).unwrap_or_default());
+        self.inner
+            .events
+            .publish("job.log", id, serde_json::to_value(&line).unwrap_or_default());
     }
 
     /// Start-up recovery: queue waiting jobs again, resume interrupted ones at their first
@@ -477,7 +491,10 @@ impl Jobs {
                         &job.id,
                         LogLevel::Warn,
                         None,
-                        format!("resumed after a restart at step {}", job.next_step().map(|i| job.steps[i].name.as_str()).unwrap_or("end")),
+                        format!(
+                            "resumed after a restart at step {}",
+                            job.next_step().map(|i| job.steps[i].name.as_str()).unwrap_or("end")
+                        ),
                     );
                     self.sched().queue.push_back(job.id.clone());
                     queued += 1;
@@ -656,8 +673,16 @@ impl Jobs {
             tracing::error!(job = id, error = %e, "cannot save finished job");
         }
         cx.log(
-            if job.state == JobState::Succeeded { LogLevel::Info } else { LogLevel::Error },
-            format!("job {}{}", job.state.as_str(), job.error.as_ref().map(|e| format!(": {e}")).unwrap_or_default()),
+            if job.state == JobState::Succeeded {
+                LogLevel::Info
+            } else {
+                LogLevel::Error
+            },
+            format!(
+                "job {}{}",
+                job.state.as_str(),
+                job.error.as_ref().map(|e| format!(": {e}")).unwrap_or_default()
+            ),
         );
         self.publish_state(&job);
     }
@@ -675,7 +700,10 @@ impl Jobs {
             match tok {
                 Some(t) => t.cancel(),
                 None => {
-                    job.fail(&format!("stuck in step {} for too long (janitor)", job.current_step().unwrap_or("?")), now)?;
+                    job.fail(
+                        &format!("stuck in step {} for too long (janitor)", job.current_step().unwrap_or("?")),
+                        now,
+                    )?;
                     self.save(&job)?;
                     self.publish_state(&job);
                 }
@@ -785,7 +813,10 @@ mod tests {
         assert!(h.max_concurrent.load(Ordering::SeqCst) >= 2, "ran in parallel");
         assert_eq!(h.overlap.load(Ordering::SeqCst), 0, "two jobs on one app at once");
         let logs = jobs.logs(&ids[0]).unwrap();
-        assert!(logs.iter().any(|l| l.message == "running one" && l.step.as_deref() == Some("one")), "{logs:?}");
+        assert!(
+            logs.iter().any(|l| l.message == "running one" && l.step.as_deref() == Some("one")),
+            "{logs:?}"
+        );
         stop.cancel();
     }
 
@@ -794,7 +825,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let jobs = engine(dir.path(), 1, 2);
         for _ in 0..2 {
-            jobs.submit(Jobs::build(JobKind::Start, None, &[], "u", &STEPS, serde_json::json!({}))).unwrap();
+            jobs.submit(Jobs::build(JobKind::Start, None, &[], "u", &STEPS, serde_json::json!({})))
+                .unwrap();
         }
         let e = jobs
             .submit(Jobs::build(JobKind::Start, None, &[], "u", &STEPS, serde_json::json!({})))
@@ -827,7 +859,10 @@ mod tests {
                 }
             }
         }
-        assert!(kinds.contains("job.step") && kinds.contains("job.log") && kinds.contains("job.state"), "{kinds:?}");
+        assert!(
+            kinds.contains("job.step") && kinds.contains("job.log") && kinds.contains("job.state"),
+            "{kinds:?}"
+        );
         let j = jobs.wait(&id, Duration::from_secs(5)).await.unwrap();
         assert_eq!(j.state, JobState::Failed);
         let err = j.error.clone().unwrap();

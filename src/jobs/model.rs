@@ -220,7 +220,15 @@ pub const MAX_RESUMES: u32 = 3;
 
 impl Job {
     /// A new queued job.
-    pub fn new(id: String, kind: JobKind, target: Option<String>, owner: &str, steps: &[StepSpec], params: serde_json::Value, now: i64) -> Job {
+    pub fn new(
+        id: String,
+        kind: JobKind,
+        target: Option<String>,
+        owner: &str,
+        steps: &[StepSpec],
+        params: serde_json::Value,
+        now: i64,
+    ) -> Job {
         let locks = target.iter().cloned().collect();
         Job {
             id,
@@ -262,7 +270,9 @@ impl Job {
 
     /// Index of the first step that is neither done nor skipped.
     pub fn next_step(&self) -> Option<usize> {
-        self.steps.iter().position(|s| !matches!(s.state, StepState::Done | StepState::Skipped))
+        self.steps
+            .iter()
+            .position(|s| !matches!(s.state, StepState::Done | StepState::Skipped))
     }
 
     /// Name of the step running (or failed), if any.
@@ -278,7 +288,11 @@ impl Job {
             self.progress = if self.state == JobState::Succeeded { 100 } else { 0 };
             return;
         }
-        let done = self.steps.iter().filter(|s| matches!(s.state, StepState::Done | StepState::Skipped)).count();
+        let done = self
+            .steps
+            .iter()
+            .filter(|s| matches!(s.state, StepState::Done | StepState::Skipped))
+            .count();
         self.progress = ((done * 100) / self.steps.len()) as u8;
     }
 
@@ -456,7 +470,15 @@ mod tests {
     const STEPS: [StepSpec; 3] = [StepSpec::idem("a"), StepSpec::once("b"), StepSpec::idem("c")];
 
     fn job() -> Job {
-        Job::new("job-1".into(), JobKind::Deploy, Some("app-1".into()), "u", &STEPS, serde_json::json!({}), 1)
+        Job::new(
+            "job-1".into(),
+            JobKind::Deploy,
+            Some("app-1".into()),
+            "u",
+            &STEPS,
+            serde_json::json!({}),
+            1,
+        )
     }
 
     #[test]

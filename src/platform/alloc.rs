@@ -134,7 +134,12 @@ mod tests {
     fn vmids_and_templates() {
         assert_eq!(pick_vmid(100, &[100, 101, 103].into()), 102);
         assert_eq!(pick_vmid(5, &BTreeSet::new()), 100);
-        let t = ["debian-12-standard_12.7-1_amd64.tar.zst", "alpine-3.9-default_2019_amd64.tar.xz", "alpine-3.22-default_20250617_amd64.tar.xz", "alpine-3.21-default_20241217_amd64.tar.xz"];
+        let t = [
+            "debian-12-standard_12.7-1_amd64.tar.zst",
+            "alpine-3.9-default_2019_amd64.tar.xz",
+            "alpine-3.22-default_20250617_amd64.tar.xz",
+            "alpine-3.21-default_20241217_amd64.tar.xz",
+        ];
         assert_eq!(newest_alpine(t), Some("alpine-3.22-default_20250617_amd64.tar.xz"));
         assert_eq!(newest_alpine(["debian-12"]), None);
     }

@@ -42,7 +42,9 @@ pub struct RenderedApp {
 
 impl std::fmt::Debug for RenderedApp {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RenderedApp").field("compose_yaml", &self.compose_yaml).finish_non_exhaustive()
+        f.debug_struct("RenderedApp")
+            .field("compose_yaml", &self.compose_yaml)
+            .finish_non_exhaustive()
     }
 }
 
@@ -62,4 +64,66 @@ pub trait AppCatalog: Send + Sync + 'static {
     /// Render the entry for `hostname`.`domain` with user values (form fields and secrets
     /// from an earlier render).
     fn render(&self, id: &str, hostname: &str, domain: &str, values: &BTreeMap<String, String>) -> Result<RenderedApp, RenderFailure>;
+}
+
+impl AppCatalog for crate::catalog::Catalog {
+    fn app(&self, id: &str) -> Option<CatalogApp> {
+        let e = self.get(id)?;
+        let health_path = e
+            .healthcheck
+            .path
+            .clone()
+            .or_else(|| e.web.as_ref().and_then(|w| w.path.clone()))
+            .unwrap_or_else(|| "/".into());
+        Some(CatalogApp {
+            id: e.id.clone(),
+            version: e.version.clone(),
+            web_port: e.web.as_ref().map(|w| w.port),
+            ports: e
+                .ports
+                .iter()
+                .map(|p| {
+                    let proto = match p.proto {
+                        crate::catalog::model::Proto::Udp => Proto::Udp,
+                        crate::catalog::model::Proto::Tcp => Proto::Tcp,
+                    };
+                    (p.port, proto)
+                })
+                .collect(),
+            min: Resources {
+                cores: e.min.cores,
+                memory_mb: e.min.memory_mb,
+                disk_gb: e.min.disk_gb,
+            },
+            health_port: e.health_port(),
+            health_path,
+            health_status: e.healthcheck.expect_status,
+            health_timeout_secs: e.healthcheck.timeout_secs,
+        })
+    }
+
+    fn render(&self, id: &str, hostname: &str, domain: &str, values: &BTreeMap<String, String>) -> Result<RenderedApp, RenderFailure> {
+        let e = self.get(id).ok_or_else(|| RenderFailure {
+            fields: BTreeMap::from([("catalog_id".to_string(), format!("`{id}` is not in the catalog"))]),
+            message: format!("`{id}` is not in the catalog"),
+        })?;
+        match crate::catalog::render_for_domain(&e, hostname, domain, values, &mut crate::catalog::OsSecrets) {
+            Ok(r) => Ok(RenderedApp {
+                compose_yaml: r.compose_yaml,
+                env_file: r.env_file,
+                generated_secrets: r.generated_secrets,
+            }),
+            Err(crate::catalog::RenderError::Values(fields)) => Err(RenderFailure {
+                message: format!(
+                    "invalid values: {}",
+                    fields.iter().map(|(k, v)| format!("{k}: {v}")).collect::<Vec<_>>().join("; ")
+                ),
+                fields: fields.into_iter().map(|(k, v)| (format!("values.{k}"), v)).collect(),
+            }),
+            Err(other) => Err(RenderFailure {
+                fields: BTreeMap::new(),
+                message: other.to_string(),
+            }),
+        }
+    }
 }

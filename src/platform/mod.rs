@@ -323,42 +323,42 @@ pub struct Platform {
 pub fn steps_of(kind: JobKind) -> &'static [StepSpec] {
     use StepSpec as S;
     const DEPLOY: &[StepSpec] = &[
-            S::idem("validate"),
-            S::idem("allocate"),
-            S::idem("place"),
-            S::idem("vmid"),
-            S::idem("template"),
-            S::idem("create_ct"),
-            S::idem("features"),
-            S::idem("start"),
-            S::idem("install_docker"),
-            S::idem("push_files"),
-            S::idem("compose_up"),
-            S::idem("discover_ip"),
-            S::idem("health"),
-        ];
+        S::idem("validate"),
+        S::idem("allocate"),
+        S::idem("place"),
+        S::idem("vmid"),
+        S::idem("template"),
+        S::idem("create_ct"),
+        S::idem("features"),
+        S::idem("start"),
+        S::idem("install_docker"),
+        S::idem("push_files"),
+        S::idem("compose_up"),
+        S::idem("discover_ip"),
+        S::idem("health"),
+    ];
     const START: &[StepSpec] = &[S::idem("start"), S::idem("discover_ip"), S::idem("health")];
     const STOP: &[StepSpec] = &[S::idem("stop")];
     const RESTART: &[StepSpec] = &[S::idem("reboot"), S::idem("discover_ip"), S::idem("health")];
     const DELETE: &[StepSpec] = &[S::idem("stop"), S::idem("destroy"), S::idem("release")];
     const CLONE: &[StepSpec] = &[
-            S::idem("place"),
-            S::idem("vmid"),
-            S::idem("clone_ct"),
-            S::idem("network"),
-            S::idem("features"),
-            S::idem("start"),
-            S::idem("push_files"),
-            S::idem("compose_up"),
-            S::idem("discover_ip"),
-            S::idem("health"),
-        ];
+        S::idem("place"),
+        S::idem("vmid"),
+        S::idem("clone_ct"),
+        S::idem("network"),
+        S::idem("features"),
+        S::idem("start"),
+        S::idem("push_files"),
+        S::idem("compose_up"),
+        S::idem("discover_ip"),
+        S::idem("health"),
+    ];
     const UPDATE: &[StepSpec] = &[
-            S::once("backup"),
-            S::idem("pull"),
-            S::idem("compose_up"),
-            S::idem("health_or_rollback"),
-        ];
+        S::once("backup"),
+        S::idem("pull"),
+        S::idem("compose_up"),
+        S::idem("health_or_rollback"),
+    ];
     const BACKUP: &[StepSpec] = &[S::once("vzdump"), S::idem("retention")];
     const RESTORE: &[StepSpec] = &[S::idem("stop"), S::once("restore"), S::idem("start"), S::idem("discover_ip")];
     const DELETE_BACKUP: &[StepSpec] = &[S::idem("delete_volume")];
@@ -428,7 +428,12 @@ impl Platform {
     }
 
     /// A platform over fixed backends (name → backend, settings).
-    pub fn with_backends(ctx: Context, catalog: Arc<dyn AppCatalog>, backends: BTreeMap<String, (Arc<dyn PveHost>, HostSettings)>, jobs: Jobs) -> Platform {
+    pub fn with_backends(
+        ctx: Context,
+        catalog: Arc<dyn AppCatalog>,
+        backends: BTreeMap<String, (Arc<dyn PveHost>, HostSettings)>,
+        jobs: Jobs,
+    ) -> Platform {
         Self::build(ctx, catalog, HostSource::Fixed(backends), jobs)
     }
 
@@ -465,6 +470,24 @@ impl Platform {
     /// The step runner to pass to [`Jobs::run`].
     pub fn handler(&self) -> Arc<dyn crate::jobs::Handler> {
         Arc::new(steps::Runner(self.clone()))
+    }
+
+    /// Record on their apps the jobs that start-up recovery failed (they never reach a
+    /// worker, so the usual outcome handling does not run for them).
+    pub fn recovered(&self, failed: &[Job]) {
+        for j in failed {
+            let Some(id) = &j.target else { continue };
+            let err = j.error.clone();
+            let r = self.update_app(id, |a| {
+                if is_busy(a.status) {
+                    a.status = AppStatus::Error;
+                    a.error = err.clone();
+                }
+            });
+            if let Err(e) = r {
+                tracing::warn!(app = %id, error = %e, "cannot mark app of failed job");
+            }
+        }
     }
 
     // ----- hosts -----
@@ -641,7 +664,9 @@ impl Platform {
             names.extend(a.aliases.iter().map(|s| s.to_ascii_lowercase()));
         }
         if names.contains(&hostname.to_ascii_lowercase()) {
-            return Err(PlatformError::Conflict(format!("hostname `{hostname}` is already used by another app")));
+            return Err(PlatformError::Conflict(format!(
+                "hostname `{hostname}` is already used by another app"
+            )));
         }
         for a in aliases {
             if names.contains(&a.to_ascii_lowercase()) || a.eq_ignore_ascii_case(hostname) {
@@ -711,10 +736,16 @@ impl Platform {
             fields.insert("resources.cores".to_string(), format!("at least {} required", entry.min.cores));
         }
         if resources.memory_mb < entry.min.memory_mb {
-            fields.insert("resources.memory_mb".to_string(), format!("at least {} MiB required", entry.min.memory_mb));
+            fields.insert(
+                "resources.memory_mb".to_string(),
+                format!("at least {} MiB required", entry.min.memory_mb),
+            );
         }
         if resources.disk_gb < entry.min.disk_gb {
-            fields.insert("resources.disk_gb".to_string(), format!("at least {} GiB required", entry.min.disk_gb));
+            fields.insert(
+                "resources.disk_gb".to_string(),
+                format!("at least {} GiB required", entry.min.disk_gb),
+            );
         }
         if !fields.is_empty() {
             return Err(PlatformError::Invalid {
@@ -804,7 +835,10 @@ impl Platform {
             .ok_or_else(|| PlatformError::Conflict(format!("app {} has no job to retry", app.hostname)))?;
         let job = self.inner.jobs.get(&jid)?;
         if !matches!(job.state, crate::jobs::JobState::Failed | crate::jobs::JobState::Cancelled) {
-            return Err(PlatformError::Conflict(format!("job {jid} is {}; only failed jobs can be retried", job.state.as_str())));
+            return Err(PlatformError::Conflict(format!(
+                "job {jid} is {}; only failed jobs can be retried",
+                job.state.as_str()
+            )));
         }
         self.update_app(app_id, |a| {
             a.status = busy_status(job.kind).unwrap_or(a.status);
@@ -842,7 +876,13 @@ impl Platform {
     /// Backups stay unless `purge_backups`.
     pub async fn delete(&self, owner: &User, app_id: &str, purge_backups: bool) -> Result<Job> {
         let app = self.app(app_id)?;
-        self.submit_for_app(JobKind::Delete, &app, &owner.id, serde_json::json!({"purge_backups": purge_backups}), &[])
+        self.submit_for_app(
+            JobKind::Delete,
+            &app,
+            &owner.id,
+            serde_json::json!({"purge_backups": purge_backups}),
+            &[],
+        )
     }
 
     /// Clone an app to a new hostname (new MAC, address and ports).
@@ -850,7 +890,11 @@ impl Platform {
         Self::validate_names(new_hostname, &[])?;
         let src = self.app_with_ct(app_id)?;
         if is_busy(src.status) {
-            return Err(PlatformError::Conflict(format!("app {} is busy ({})", src.hostname, src.status.as_str())));
+            return Err(PlatformError::Conflict(format!(
+                "app {} is busy ({})",
+                src.hostname,
+                src.status.as_str()
+            )));
         }
         let secrets = self.secrets_of(&src.id)?;
         let sealed = self.seal_values(&secrets);
@@ -905,7 +949,11 @@ impl Platform {
     pub async fn update(&self, owner: &User, app_id: &str) -> Result<Job> {
         let app = self.app_with_ct(app_id)?;
         if app.status != AppStatus::Running {
-            return Err(PlatformError::Conflict(format!("app {} must be running to update (it is {})", app.hostname, app.status.as_str())));
+            return Err(PlatformError::Conflict(format!(
+                "app {} must be running to update (it is {})",
+                app.hostname,
+                app.status.as_str()
+            )));
         }
         self.submit_for_app(JobKind::Update, &app, &owner.id, serde_json::json!({}), &[])
     }
@@ -915,15 +963,28 @@ impl Platform {
     /// Queue a backup.
     pub async fn create_backup(&self, owner: &User, app_id: &str, req: BackupRequest) -> Result<Job> {
         let app = self.app_with_ct(app_id)?;
-        self.submit_for_app(JobKind::Backup, &app, &owner.id, serde_json::json!({"mode": req.mode, "compression": req.compression}), &[])
+        self.submit_for_app(
+            JobKind::Backup,
+            &app,
+            &owner.id,
+            serde_json::json!({"mode": req.mode, "compression": req.compression}),
+            &[],
+        )
     }
 
     /// Backups of an app found in the backup storage of its node, newest first.
     pub async fn list_backups(&self, app_id: &str) -> Result<Vec<Backup>> {
         let app = self.app_with_ct(app_id)?;
-        let (host, node, vmid) = (app.host.clone().unwrap_or_default(), app.node.clone().unwrap_or_default(), app.vmid.unwrap_or(0));
+        let (host, node, vmid) = (
+            app.host.clone().unwrap_or_default(),
+            app.node.clone().unwrap_or_default(),
+            app.vmid.unwrap_or(0),
+        );
         let settings = self.host_settings(&host)?;
-        let vols = self.backend(&host)?.storage_content(&node, &settings.backup_storage, "backup").await?;
+        let vols = self
+            .backend(&host)?
+            .storage_content(&node, &settings.backup_storage, "backup")
+            .await?;
         let mut v: Vec<Backup> = vols
             .into_iter()
             .filter(|v| v.vmid == Some(vmid) || (v.vmid.is_none() && v.volid.contains(&format!("vzdump-lxc-{vmid}-"))))
@@ -1001,7 +1062,10 @@ impl Platform {
 
     async fn exec_in(&self, app: &App, argv: &[&str]) -> Result<backend::ExecOut> {
         let argv: Vec<String> = argv.iter().map(|s| s.to_string()).collect();
-        Ok(self.backend(app.host.as_deref().unwrap_or_default())?.pct_exec(app.vmid.unwrap_or(0), &argv).await?)
+        Ok(self
+            .backend(app.host.as_deref().unwrap_or_default())?
+            .pct_exec(app.vmid.unwrap_or(0), &argv)
+            .await?)
     }
 
     /// Last `tail` lines of the compose logs.
@@ -1010,10 +1074,25 @@ impl Platform {
         let dir = project_dir(&app.hostname);
         let tail = tail.clamp(1, 10_000).to_string();
         let out = self
-            .exec_in(&app, &["docker", "compose", "--project-directory", &dir, "logs", "--tail", &tail, "--no-color"])
+            .exec_in(
+                &app,
+                &[
+                    "docker",
+                    "compose",
+                    "--project-directory",
+                    &dir,
+                    "logs",
+                    "--tail",
+                    &tail,
+                    "--no-color",
+                ],
+            )
             .await?;
         if out.status != 0 {
-            return Err(PlatformError::Upstream(format!("docker compose logs failed: {}", crate::jobs::tail(&out.combined(), 600))));
+            return Err(PlatformError::Upstream(format!(
+                "docker compose logs failed: {}",
+                crate::jobs::tail(&out.combined(), 600)
+            )));
         }
         Ok(out.stdout)
     }
@@ -1035,7 +1114,16 @@ impl Platform {
         let app = self.app_with_ct(app_id)?;
         let dir = project_dir(&app.hostname);
         let argv: Vec<&str> = match command {
-            "logs" => vec!["docker", "compose", "--project-directory", &dir, "logs", "--tail", "200", "--no-color"],
+            "logs" => vec![
+                "docker",
+                "compose",
+                "--project-directory",
+                &dir,
+                "logs",
+                "--tail",
+                "200",
+                "--no-color",
+            ],
             "ps" => vec!["docker", "compose", "--project-directory", &dir, "ps"],
             "disk_usage" => vec!["df", "-h"],
             "restart_compose" => vec!["docker", "compose", "--project-directory", &dir, "restart"],
@@ -1072,10 +1160,7 @@ impl Platform {
     /// Containers on every online node of every host that no app manages.
     pub async fn discover(&self) -> Result<Vec<Unmanaged>> {
         let apps = self.apps()?;
-        let managed: HashSet<(String, u32)> = apps
-            .iter()
-            .filter_map(|a| Some((a.node.clone()?, a.vmid?)))
-            .collect();
+        let managed: HashSet<(String, u32)> = apps.iter().filter_map(|a| Some((a.node.clone()?, a.vmid?))).collect();
         let mut out = Vec::new();
         for host in self.host_names()? {
             let b = self.backend(&host)?;
@@ -1130,7 +1215,10 @@ impl Platform {
         Self::validate_names(&hostname, &[])?;
         let b = self.backend(&found.host)?;
         let cfg = b.ct_config(&found.node, found.vmid).await?;
-        let mac = cfg.get("net0").and_then(|n| net0_field(n, "hwaddr")).map(|m| m.to_ascii_lowercase());
+        let mac = cfg
+            .get("net0")
+            .and_then(|n| net0_field(n, "hwaddr"))
+            .map(|m| m.to_ascii_lowercase());
         let resources = Resources {
             cores: cfg.get("cores").and_then(|v| v.parse().ok()).unwrap_or(1),
             memory_mb: cfg.get("memory").and_then(|v| v.parse().ok()).unwrap_or(512),
@@ -1232,7 +1320,12 @@ impl Platform {
     }
 
     fn promised_vmids(&self, host: &str) -> Result<BTreeSet<u32>> {
-        Ok(self.apps()?.iter().filter(|a| a.host.as_deref() == Some(host)).filter_map(|a| a.vmid).collect())
+        Ok(self
+            .apps()?
+            .iter()
+            .filter(|a| a.host.as_deref() == Some(host))
+            .filter_map(|a| a.vmid)
+            .collect())
     }
 
     fn template_lock(&self, node: &str) -> Arc<tokio::sync::Mutex<()>> {

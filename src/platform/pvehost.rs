@@ -18,7 +18,11 @@ fn fail(e: Error) -> PveFailure {
         Error::NotFound { message } => PveFailure::NotFound(message),
         Error::Conflict { message } => PveFailure::Conflict(message),
         Error::NodeOffline { .. } | Error::Transport { .. } => PveFailure::Unavailable(e.to_string()),
-        Error::TaskFailed { exitstatus, log_tail, upid } => PveFailure::TaskFailed {
+        Error::TaskFailed {
+            exitstatus,
+            log_tail,
+            upid,
+        } => PveFailure::TaskFailed {
             message: format!("task {upid} failed: {exitstatus}"),
             log: log_tail.join("\n"),
         },
@@ -140,14 +144,14 @@ impl PveHost for PveBackend {
     }
 
     async fn ct_interfaces(&self, node: &str, vmid: u32) -> PveResult<Vec<CtInterface>> {
-        let v = self.client.lxc_interfaces(node, vmid).await.map_err(fail)?;
-        Ok(v.iter()
-            .map(|i| CtInterface {
-                name: i.name.clone(),
-                hwaddr: i.hwaddr.clone().unwrap_or_default(),
-                inet: i.ipv4(),
-            })
-            .collect())
+        // Read leniently: Proxmox (and the simulator) may send both `hwaddr` and
+        // `hardware-address`, which the typed decoder refuses as a duplicate field.
+        let path = format!(
+            "/nodes/{}/lxc/{vmid}/interfaces",
+            crate::pve::client::encode_segment(node)
+        );
+        let body = self.client.request(reqwest::Method::GET, &path, &Params::new()).await.map_err(fail)?;
+        Ok(parse_interfaces(&body["data"]))
     }
 
     async fn aplinfo(&self, node: &str) -> PveResult<Vec<Appliance>> {
@@ -162,7 +166,11 @@ impl PveHost for PveBackend {
     }
 
     async fn storage_content(&self, node: &str, storage: &str, content: &str) -> PveResult<Vec<Volume>> {
-        let v = self.client.storage_content(node, storage, Some(content), None).await.map_err(fail)?;
+        let v = self
+            .client
+            .storage_content(node, storage, Some(content), None)
+            .await
+            .map_err(fail)?;
         Ok(v.into_iter()
             .map(|c| Volume {
                 volid: c.volid,
@@ -290,10 +298,41 @@ impl PveHost for PveBackend {
     }
 
     async fn pct_push(&self, vmid: u32, bytes: &[u8], dst: &str, perms: u32) -> PveResult<()> {
-        self.with_ssh(|s| async move { s.pct_push(vmid, bytes, dst, Some(perms)).await }).await
+        self.with_ssh(|s| async move { s.pct_push(vmid, bytes, dst, Some(perms)).await })
+            .await
     }
 
     async fn pct_set_features(&self, vmid: u32, features: &str) -> PveResult<()> {
         self.with_ssh(|s| async move { s.pct_set_features(vmid, features).await }).await
+    }
+}
+
+/// Interfaces from the `data` of `GET .../interfaces` (lenient about field names).
+pub fn parse_interfaces(data: &serde_json::Value) -> Vec<CtInterface> {
+    let Some(list) = data.as_array() else { return vec![] };
+    list.iter()
+        .map(|i| {
+            let s = |k: &str| i.get(k).and_then(|v| v.as_str()).map(String::from);
+            CtInterface {
+                name: s("name").unwrap_or_default(),
+                hwaddr: s("hwaddr").or_else(|| s("hardware-address")).unwrap_or_default(),
+                inet: s("inet").and_then(|v| v.split('/').next().and_then(|a| a.parse().ok())),
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interfaces_with_both_mac_fields() {
+        let v = serde_json::json!([{"name":"lo","inet":"127.0.0.1/8"},
+            {"name":"eth0","hwaddr":"02:50:58:00:00:01","hardware-address":"02:50:58:00:00:01","inet":"127.1.0.5/8"}]);
+        let i = parse_interfaces(&v);
+        assert_eq!(i[1].hwaddr, "02:50:58:00:00:01");
+        assert_eq!(i[1].inet, Some(std::net::Ipv4Addr::new(127, 1, 0, 5)));
+        assert!(parse_interfaces(&serde_json::json!(null)).is_empty());
     }
 }

@@ -119,7 +119,11 @@ pub async fn run(p: &Platform) -> Result<Report, PlatformError> {
             }
             match b.list_cts(&n.name).await {
                 Ok(cts) => {
-                    let known: BTreeSet<u32> = apps.iter().filter(|a| a.node.as_deref() == Some(&n.name)).filter_map(|a| a.vmid).collect();
+                    let known: BTreeSet<u32> = apps
+                        .iter()
+                        .filter(|a| a.node.as_deref() == Some(&n.name))
+                        .filter_map(|a| a.vmid)
+                        .collect();
                     for c in &cts {
                         if !known.contains(&c.vmid)
                             && let Ok(cfg) = b.ct_config(&n.name, c.vmid).await
@@ -177,7 +181,10 @@ pub fn janitor(p: &Platform) -> Result<usize, PlatformError> {
             p.update_app(&app.id, |a| {
                 if a.status == status {
                     a.status = AppStatus::Error;
-                    a.error = Some(format!("stuck in {} without a running job (janitor); retry or delete", status.as_str()));
+                    a.error = Some(format!(
+                        "stuck in {} without a running job (janitor); retry or delete",
+                        status.as_str()
+                    ));
                 }
             })?;
             n += 1;
@@ -238,18 +245,21 @@ mod tests {
     #[test]
     fn drift_missing_orphans_and_busy_apps() {
         let apps = vec![
-            app("a", "pve1", 100, AppStatus::Running),  // stopped on PVE → Stopped
-            app("b", "pve1", 101, AppStatus::Running),  // gone → Missing
+            app("a", "pve1", 100, AppStatus::Running),   // stopped on PVE → Stopped
+            app("b", "pve1", 101, AppStatus::Running),   // gone → Missing
             app("c", "pve1", 102, AppStatus::Deploying), // busy → untouched
-            app("d", "pve2", 103, AppStatus::Running),  // node unreachable → untouched
-            app("e", "pve1", 104, AppStatus::Missing),  // back → Running
+            app("d", "pve2", 103, AppStatus::Running),   // node unreachable → untouched
+            app("e", "pve1", 104, AppStatus::Missing),   // back → Running
         ];
         let seen = BTreeMap::from([("pve1".to_string(), vec![ct(100, "stopped"), ct(104, "running"), ct(150, "running")])]);
         let ours = BTreeSet::from([("pve1".to_string(), 150), ("pve1".to_string(), 100)]);
         let r = diff(&apps, &seen, &ours);
         assert_eq!(r.missing, vec!["b".to_string()]);
         let fixes: Vec<(&str, AppStatus)> = r.fixes.iter().map(|f| (f.app_id.as_str(), f.to)).collect();
-        assert_eq!(fixes, vec![("a", AppStatus::Stopped), ("b", AppStatus::Missing), ("e", AppStatus::Running)]);
+        assert_eq!(
+            fixes,
+            vec![("a", AppStatus::Stopped), ("b", AppStatus::Missing), ("e", AppStatus::Running)]
+        );
         assert_eq!(r.orphans, vec![("pve1".to_string(), 150)]);
     }
 }

@@ -174,7 +174,11 @@ impl Runner {
     }
 
     async fn probe(&self, cx: &StepCx, app: &App, port: u16, path: &str, expect: u16, timeout_secs: u64) -> StepResult {
-        let path = if path.starts_with('/') { path.to_string() } else { format!("/{path}") };
+        let path = if path.starts_with('/') {
+            path.to_string()
+        } else {
+            format!("/{path}")
+        };
         let url = format!("http://{}:{port}{path}", app.upstream());
         let deadline = tokio::time::Instant::now() + Duration::from_secs(timeout_secs);
         let mut last;
@@ -203,7 +207,10 @@ impl Runner {
             && src != dir
         {
             // A clone carries the source's project: stop it so only ours runs.
-            let argv: Vec<String> = ["docker", "compose", "--project-directory", &src, "down"].iter().map(|s| s.to_string()).collect();
+            let argv: Vec<String> = ["docker", "compose", "--project-directory", &src, "down"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
             if let Ok(o) = l.b.pct_exec(l.vmid, &argv).await {
                 cx.info(format!("source project {src} down (status {})", o.status));
             }
@@ -228,9 +235,14 @@ impl Runner {
                 .map_err(|e| StepError::new(e.to_string()))?;
         }
         self.exec(cx, &l, &["mkdir", "-p", &dir]).await?;
-        l.b.pct_push(l.vmid, rendered.compose_yaml.as_bytes(), &format!("{dir}/docker-compose.yml"), 0o644)
-            .await
-            .map_err(pve)?;
+        l.b.pct_push(
+            l.vmid,
+            rendered.compose_yaml.as_bytes(),
+            &format!("{dir}/docker-compose.yml"),
+            0o644,
+        )
+        .await
+        .map_err(pve)?;
         l.b.pct_push(l.vmid, rendered.env_file.as_bytes(), &format!("{dir}/.env"), 0o600)
             .await
             .map_err(pve)?;
@@ -354,7 +366,9 @@ impl Runner {
             Err(PveFailure::NotFound(_)) => {}
             Err(e) => return Err(pve(e)),
         }
-        let template: String = cx.data("template").ok_or_else(|| StepError::new("no template chosen (template step missing)"))?;
+        let template: String = cx
+            .data("template")
+            .ok_or_else(|| StepError::new("no template chosen (template step missing)"))?;
         let settings = self.p().host_settings(&l.host).map_err(plat)?;
         let req = CreateCt {
             vmid: l.vmid,
@@ -375,7 +389,10 @@ impl Runner {
             Ok(()) => done(format!("CT {} created on {}", l.vmid, l.node)),
             Err(PveFailure::Conflict(m)) => {
                 self.update(&app.id, |a| a.vmid = None)?;
-                Err(StepError::new(format!("VMID {} taken meanwhile ({m}); retry picks a new id", l.vmid)))
+                Err(StepError::new(format!(
+                    "VMID {} taken meanwhile ({m}); retry picks a new id",
+                    l.vmid
+                )))
             }
             Err(e) => Err(pve(e)),
         }
@@ -391,7 +408,8 @@ impl Runner {
     async fn install_docker(&self, cx: &StepCx) -> StepResult {
         let app = self.app(cx)?;
         let l = self.loc(&app)?;
-        self.exec(cx, &l, &["apk", "add", "--no-cache", "docker", "docker-cli-compose"]).await?;
+        self.exec(cx, &l, &["apk", "add", "--no-cache", "docker", "docker-cli-compose"])
+            .await?;
         self.exec(cx, &l, &["rc-update", "add", "docker", "default"]).await?;
         self.exec(cx, &l, &["rc-service", "docker", "start"]).await?;
         done("docker installed and started")
@@ -453,7 +471,10 @@ impl Runner {
             })
             .map_err(|e| StepError::new(e.to_string()))?;
         p.refresh_plan();
-        p.inner.ctx.events.publish("app.deleted", &app.id, serde_json::json!({"hostname": app.hostname}));
+        p.inner
+            .ctx
+            .events
+            .publish("app.deleted", &app.id, serde_json::json!({"hostname": app.hostname}));
         done(format!("released {} ({}, {})", app.hostname, app.ip, app.mac))
     }
 
@@ -466,13 +487,30 @@ impl Runner {
                     return skipped(format!("CT {} already cloned", l.vmid));
                 }
                 self.update(&app.id, |a| a.vmid = None)?;
-                return Err(StepError::new(format!("VMID {} is used by another container; retry picks a new id", l.vmid)));
+                return Err(StepError::new(format!(
+                    "VMID {} is used by another container; retry picks a new id",
+                    l.vmid
+                )));
             }
             Err(PveFailure::NotFound(_)) => {}
             Err(e) => return Err(pve(e)),
         }
         let sl = self.loc(src)?;
-        sl.b.clone_ct(&sl.node, sl.vmid, l.vmid, &app.hostname).await.map_err(pve)?;
+        // Proxmox cannot full-clone a running container without snapshot support: stop the
+        // source for the copy and start it again afterwards (also after a failure).
+        if self.ct_status(&sl).await?.as_deref() == Some("running") {
+            cx.set_data("restart_source", &true)?;
+            cx.info(format!("stopping source CT {} for the copy", sl.vmid));
+            sl.b.stop_ct(&sl.node, sl.vmid).await.map_err(pve)?;
+        }
+        let r = sl.b.clone_ct(&sl.node, sl.vmid, l.vmid, &app.hostname).await;
+        if cx.data::<bool>("restart_source") == Some(true) {
+            match sl.b.start_ct(&sl.node, sl.vmid).await {
+                Ok(()) => cx.info(format!("source CT {} started again", sl.vmid)),
+                Err(e) => cx.warn(format!("cannot start source CT {} again: {e}", sl.vmid)),
+            }
+        }
+        r.map_err(pve)?;
         done(format!("CT {} cloned to {}", sl.vmid, l.vmid))
     }
 
@@ -496,12 +534,11 @@ impl Runner {
         let app = self.app(cx)?;
         let l = self.loc(&app)?;
         let storage = self.p().host_settings(&l.host).map_err(plat)?.backup_storage;
-        let volid = l
-            .b
-            .vzdump(&l.node, l.vmid, &storage, BackupMode::Snapshot, Compression::Zstd)
-            .await
-            .map_err(pve)?
-            .ok_or_else(|| StepError::new("vzdump finished but no backup file was found"))?;
+        let volid =
+            l.b.vzdump(&l.node, l.vmid, &storage, BackupMode::Snapshot, Compression::Zstd)
+                .await
+                .map_err(pve)?
+                .ok_or_else(|| StepError::new("vzdump finished but no backup file was found"))?;
         cx.set_data("rollback", &volid)?;
         done(format!("backup {volid}"))
     }
@@ -510,7 +547,9 @@ impl Runner {
         match self.health(cx).await {
             Ok(o) => Ok(o),
             Err(e) => {
-                let volid: String = cx.data("rollback").ok_or_else(|| StepError::new(format!("{e}; no backup to roll back to")))?;
+                let volid: String = cx
+                    .data("rollback")
+                    .ok_or_else(|| StepError::new(format!("{e}; no backup to roll back to")))?;
                 cx.warn(format!("unhealthy after update ({e}); rolling back to {volid}"));
                 let app = self.app(cx)?;
                 let l = self.loc(&app)?;
@@ -522,7 +561,10 @@ impl Runner {
                 l.b.start_ct(&l.node, l.vmid).await.map_err(pve)?;
                 cx.set_data("rolled_back", &true)?;
                 let _ = self.discover_ip(cx).await;
-                Err(StepError::new(format!("unhealthy after update ({}); rolled back to {volid}", e.reason)))
+                Err(StepError::new(format!(
+                    "unhealthy after update ({}); rolled back to {volid}",
+                    e.reason
+                )))
             }
         }
     }
@@ -641,7 +683,8 @@ impl Runner {
             .write(|tx| {
                 let apps: Vec<App> = tx.list(APPS)?.into_iter().map(|(_, a)| a).collect();
                 let taken: HashSet<u16> = apps.iter().flat_map(|a| a.forwards.iter().map(|f| f.public)).collect();
-                let public = alloc::pick_ports(range, &taken, n).ok_or_else(|| PlatformError::Unavailable("no free public ports left".into()))?;
+                let public =
+                    alloc::pick_ports(range, &taken, n).ok_or_else(|| PlatformError::Unavailable("no free public ports left".into()))?;
                 let mut a = tx.get(APPS, &id)?.ok_or_else(|| PlatformError::NotFound(id.clone()))?;
                 a.forwards = ports
                     .iter()
@@ -702,7 +745,11 @@ impl Runner {
                 a.error = error.clone();
             } else {
                 a.status = AppStatus::Error;
-                a.error = Some(error.clone().unwrap_or_else(|| format!("{} {}", job.kind.as_str(), job.state.as_str())));
+                a.error = Some(
+                    error
+                        .clone()
+                        .unwrap_or_else(|| format!("{} {}", job.kind.as_str(), job.state.as_str())),
+                );
             }
         });
         if let Err(e) = r
@@ -742,8 +789,14 @@ impl Handler for Runner {
             (JobKind::Deploy, "allocate") => {
                 let app = self.app(cx)?;
                 let others = self.p().apps().map_err(plat)?;
-                if let Some(o) = others.iter().find(|o| o.id != app.id && (o.ip == app.ip || o.mac.eq_ignore_ascii_case(&app.mac))) {
-                    return Err(StepError::new(format!("address {} / MAC {} collides with app {}", app.ip, app.mac, o.hostname)));
+                if let Some(o) = others
+                    .iter()
+                    .find(|o| o.id != app.id && (o.ip == app.ip || o.mac.eq_ignore_ascii_case(&app.mac)))
+                {
+                    return Err(StepError::new(format!(
+                        "address {} / MAC {} collides with app {}",
+                        app.ip, app.mac, o.hostname
+                    )));
                 }
                 self.p().refresh_plan();
                 let ports: Vec<String> = app.forwards.iter().map(|f| format!("{}→{}", f.public, f.container)).collect();
@@ -765,7 +818,16 @@ impl Handler for Runner {
                 self.push_files(cx, Some(project_dir(&src.hostname))).await
             }
             (_, "push_files") => self.push_files(cx, None).await,
-            (_, "compose_up") => self.compose(cx, &["up", "-d"]).await,
+            (_, "compose_up") => match self.compose(cx, &["up", "-d"]).await {
+                Err(e) if e.output.as_deref().is_some_and(|o| o.contains("already in use")) => {
+                    // Services restarted by a container start under another project state hold
+                    // the ports: take the project down and bring it up again.
+                    cx.warn(format!("compose up failed ({}); recreating the project", e.reason));
+                    self.compose(cx, &["down"]).await?;
+                    self.compose(cx, &["up", "-d"]).await
+                }
+                r => r,
+            },
             (_, "pull") => self.compose(cx, &["pull"]).await,
             (_, "discover_ip") => {
                 if kind == JobKind::Adopt && cx.data::<String>("ct_status").as_deref() != Some("running") {
