@@ -50,7 +50,9 @@ async fn deploy_follow_job_act_and_delete_through_the_api() {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let dir = tempfile::tempdir().unwrap();
     let sim_dir = dir.path().join("sim");
-    let sim = proximity::sim::start(proximity::sim::SimConfig::new(&sim_dir)).await.expect("simulator");
+    let sim = proximity::sim::start(proximity::sim::SimConfig::new(&sim_dir))
+        .await
+        .expect("simulator");
 
     // The appliance's SSH key (generated the way the daemon does) authorised in the simulator.
     let data = dir.path().join("data");
@@ -95,7 +97,14 @@ async fn deploy_follow_job_act_and_delete_through_the_api() {
     let admin = r["access_token"].as_str().unwrap().to_string();
     let mut tokens = Vec::new();
     for name in ["bob", "carol"] {
-        let (s, _, _) = api.call(M::POST, "/users", &admin, Some(json!({"username":name,"password":"user-password-1"}))).await;
+        let (s, _, _) = api
+            .call(
+                M::POST,
+                "/users",
+                &admin,
+                Some(json!({"username":name,"password":"user-password-1"})),
+            )
+            .await;
         assert_eq!(s, 201);
         let r: Value = api
             .c
@@ -114,7 +123,9 @@ async fn deploy_follow_job_act_and_delete_through_the_api() {
     assert_eq!(s, 200, "{nodes}");
 
     // Deploy: 202, the app and the job's Location.
-    let (s, h, app) = api.call(M::POST, "/apps", bob, Some(json!({"catalog_id":"whoami","hostname":"who"}))).await;
+    let (s, h, app) = api
+        .call(M::POST, "/apps", bob, Some(json!({"catalog_id":"whoami","hostname":"who"})))
+        .await;
     assert_eq!(s, 202, "{app}");
     let id = app["id"].as_str().unwrap().to_string();
     assert!(app["status"].is_string());
@@ -129,19 +140,25 @@ async fn deploy_follow_job_act_and_delete_through_the_api() {
     assert_eq!(s, 404);
     let (s, _, l) = api.call(M::GET, &format!("/apps/{id}/logs?tail=20"), bob, None).await;
     assert_eq!(s, 200, "{l}");
-    let (s, _, out) = api.call(M::POST, &format!("/apps/{id}/exec"), bob, Some(json!({"command":"ps"}))).await;
+    let (s, _, out) = api
+        .call(M::POST, &format!("/apps/{id}/exec"), bob, Some(json!({"command":"ps"})))
+        .await;
     assert_eq!(s, 200, "{out}");
 
     // Stop and start.
     for (action, want) in [("stop", "stopped"), ("start", "running")] {
-        let (s, h, body) = api.call(M::POST, &format!("/apps/{id}/action"), bob, Some(json!({"action": action}))).await;
+        let (s, h, body) = api
+            .call(M::POST, &format!("/apps/{id}/action"), bob, Some(json!({"action": action})))
+            .await;
         assert_eq!(s, 202, "{body}");
         let loc = h["location"].to_str().unwrap().trim_start_matches("/api/v1").to_string();
         api.wait_job(&loc, bob).await;
         let (_, _, a) = api.call(M::GET, &format!("/apps/{id}"), bob, None).await;
         assert_eq!(a["status"], want, "{a}");
     }
-    let (s, _, _) = api.call(M::POST, &format!("/apps/{id}/action"), carol, Some(json!({"action":"stop"}))).await;
+    let (s, _, _) = api
+        .call(M::POST, &format!("/apps/{id}/action"), carol, Some(json!({"action":"stop"})))
+        .await;
     assert_eq!(s, 404);
 
     // Delete.

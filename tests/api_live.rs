@@ -68,30 +68,90 @@ async fn full_session_leaks_no_secret_into_responses_or_logs() {
     let host_secret = "f1d2c3b4-aaaa-bbbb-cccc-HOSTSECRET99";
     let host_pw = "Pve-R00t-Pa55word";
 
-    let (s, r) = t.call(&c, M::POST, &format!("{base}/auth/setup"), None, Some(json!({"username":"admin","password":admin_pw}))).await;
+    let (s, r) = t
+        .call(
+            &c,
+            M::POST,
+            &format!("{base}/auth/setup"),
+            None,
+            Some(json!({"username":"admin","password":admin_pw})),
+        )
+        .await;
     assert_eq!(s, 201);
     let admin = r["access_token"].as_str().unwrap().to_string();
-    let (s, _) = t.call(&c, M::POST, &format!("{base}/users"), Some(&admin), Some(json!({"username":"bob","password":bob_pw}))).await;
+    let (s, _) = t
+        .call(
+            &c,
+            M::POST,
+            &format!("{base}/users"),
+            Some(&admin),
+            Some(json!({"username":"bob","password":bob_pw})),
+        )
+        .await;
     assert_eq!(s, 201);
-    let (_, r) = t.call(&c, M::POST, &format!("{base}/auth/login"), None, Some(json!({"username":"bob","password":bob_pw}))).await;
+    let (_, r) = t
+        .call(
+            &c,
+            M::POST,
+            &format!("{base}/auth/login"),
+            None,
+            Some(json!({"username":"bob","password":bob_pw})),
+        )
+        .await;
     let bob = r["access_token"].as_str().unwrap().to_string();
     let bob_refresh = r["refresh_token"].as_str().unwrap().to_string();
-    let (s, _) = t.call(&c, M::POST, &format!("{base}/auth/login"), None, Some(json!({"username":"bob","password":"wrong-guess-1"}))).await;
+    let (s, _) = t
+        .call(
+            &c,
+            M::POST,
+            &format!("{base}/auth/login"),
+            None,
+            Some(json!({"username":"bob","password":"wrong-guess-1"})),
+        )
+        .await;
     assert_eq!(s, 401);
-    let (s, r) = t.call(&c, M::POST, &format!("{base}/auth/refresh"), None, Some(json!({"refresh_token": bob_refresh}))).await;
+    let (s, r) = t
+        .call(
+            &c,
+            M::POST,
+            &format!("{base}/auth/refresh"),
+            None,
+            Some(json!({"refresh_token": bob_refresh})),
+        )
+        .await;
     assert_eq!(s, 200);
     let bob = r["access_token"].as_str().map(str::to_string).unwrap_or(bob);
-    let (s, r) = t.call(&c, M::POST, &format!("{base}/tokens"), Some(&bob), Some(json!({"name":"ci","scopes":["read"]}))).await;
+    let (s, r) = t
+        .call(
+            &c,
+            M::POST,
+            &format!("{base}/tokens"),
+            Some(&bob),
+            Some(json!({"name":"ci","scopes":["read"]})),
+        )
+        .await;
     assert_eq!(s, 201);
     let api_token = r["token"].as_str().unwrap().to_string();
     let (s, _) = t.call(&c, M::GET, &format!("{base}/apps"), Some(&api_token), None).await;
     assert_eq!(s, 200);
     let (s, _) = t
-        .call(&c, M::POST, &format!("{base}/hosts"), Some(&admin), Some(json!({"name":"pve","url":"https://127.0.0.1:1","token_id":"root@pam!proximity","token_secret":host_secret})))
+        .call(
+            &c,
+            M::POST,
+            &format!("{base}/hosts"),
+            Some(&admin),
+            Some(json!({"name":"pve","url":"https://127.0.0.1:1","token_id":"root@pam!proximity","token_secret":host_secret})),
+        )
         .await;
     assert_eq!(s, 201);
     let (s, _) = t
-        .call(&c, M::POST, &format!("{base}/hosts"), Some(&admin), Some(json!({"name":"pve2","url":"https://127.0.0.1:1","user":"root@pam","password":host_pw})))
+        .call(
+            &c,
+            M::POST,
+            &format!("{base}/hosts"),
+            Some(&admin),
+            Some(json!({"name":"pve2","url":"https://127.0.0.1:1","user":"root@pam","password":host_pw})),
+        )
         .await;
     assert_eq!(s, 201);
     for path in ["hosts", "hosts/pve", "hosts/pve2", "audit", "users", "system/info"] {
@@ -100,7 +160,13 @@ async fn full_session_leaks_no_secret_into_responses_or_logs() {
     }
     t.call(&c, M::POST, &format!("{base}/hosts/pve/test"), Some(&admin), None).await;
     let (s, _) = t
-        .call(&c, M::POST, &format!("{base}/auth/password"), Some(&bob), Some(json!({"current_password":bob_pw,"new_password":bob_pw2})))
+        .call(
+            &c,
+            M::POST,
+            &format!("{base}/auth/password"),
+            Some(&bob),
+            Some(json!({"current_password":bob_pw,"new_password":bob_pw2})),
+        )
         .await;
     assert_eq!(s, 204);
     let (s, _) = t.call(&c, M::POST, &format!("{base}/auth/logout"), Some(&admin), None).await;
@@ -115,7 +181,18 @@ async fn full_session_leaks_no_secret_into_responses_or_logs() {
     p.wait_exit(Duration::from_secs(15));
     let logs = p.drain().join("\n");
     assert!(logs.contains("audit"), "audit log lines expected:\n{logs}");
-    for secret in [admin_pw, bob_pw, bob_pw2, host_secret, host_pw, "wrong-guess-1", &admin, &bob, &bob_refresh, &api_token] {
+    for secret in [
+        admin_pw,
+        bob_pw,
+        bob_pw2,
+        host_secret,
+        host_pw,
+        "wrong-guess-1",
+        &admin,
+        &bob,
+        &bob_refresh,
+        &api_token,
+    ] {
         assert!(!logs.contains(secret), "secret {secret:?} in the daemon log");
     }
     // Nor stored in clear in the database file.
@@ -158,7 +235,11 @@ async fn https_with_the_appliance_ca_and_plain_http_only_on_loopback() {
         .arg(format!("https://127.0.0.1:{port}/api/v1/system/health"))
         .output()
         .expect("curl");
-    assert!(out.status.success(), "verified HTTPS failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "verified HTTPS failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("\"status\""));
     drop(p);
 
@@ -189,13 +270,27 @@ fn user_add_and_passwd_cli() {
     let out = run(&["user", "passwd", "alice"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    let pw = stdout.lines().find_map(|l| l.strip_prefix("password: ")).expect("generated password printed").to_string();
+    let pw = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("password: "))
+        .expect("generated password printed")
+        .to_string();
     let out = run(&["user", "passwd", "nobody", "--password", "whatever-pw"]);
     assert!(!out.status.success());
     // The new password logs in through the API.
     let port = free_port();
     let cfg_text = std::fs::read_to_string(&cfg).unwrap();
-    let re = cfg_text.lines().map(|l| if l.starts_with("listen") { format!("listen = [\"127.0.0.1:{port}\"]") } else { l.to_string() }).collect::<Vec<_>>().join("\n");
+    let re = cfg_text
+        .lines()
+        .map(|l| {
+            if l.starts_with("listen") {
+                format!("listen = [\"127.0.0.1:{port}\"]")
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
     std::fs::write(&cfg, re).unwrap();
     let mut p = Proc::spawn({
         let mut c = Command::new(bin());
@@ -220,10 +315,20 @@ async fn schemathesis_finds_no_server_errors_or_schema_violations() {
     let venv = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/schemathesis-venv");
     let st = venv.join("bin/schemathesis");
     if !st.exists() {
-        let ok = Command::new("python3").args(["-m", "venv"]).arg(&venv).status().is_ok_and(|s| s.success())
-            && Command::new(venv.join("bin/pip")).args(["install", "-q", "schemathesis"]).status().is_ok_and(|s| s.success());
+        let ok = Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&venv)
+            .status()
+            .is_ok_and(|s| s.success())
+            && Command::new(venv.join("bin/pip"))
+                .args(["install", "-q", "schemathesis"])
+                .status()
+                .is_ok_and(|s| s.success());
         if !ok || !st.exists() {
-            skip("schemathesis_finds_no_server_errors_or_schema_violations", "python3 venv/pip or PyPI unavailable; schemathesis not installed");
+            skip(
+                "schemathesis_finds_no_server_errors_or_schema_violations",
+                "python3 venv/pip or PyPI unavailable; schemathesis not installed",
+            );
             return;
         }
     }

@@ -2,15 +2,15 @@
 //! IP, time) in redb table `audit`, keyed by time so listing is chronological. Request
 //! bodies are never recorded, so secrets cannot leak into it.
 
+use axum::Json;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
-use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+use super::ApiState;
 use super::auth::Principal;
 use super::error::{ApiError, ApiResult, FieldErrors};
-use super::ApiState;
 use crate::store::Table;
 
 /// Audit records by `<unix nanos, 20 digits>-<random>`.
@@ -136,7 +136,13 @@ pub struct AuditPage {
 /// Pure filter of one record.
 pub fn matches(e: &AuditEntry, q: &AuditQuery) -> bool {
     q.actor.as_ref().is_none_or(|a| &e.actor == a)
-        && q.action.as_ref().is_none_or(|a| if a.ends_with('.') { e.action.starts_with(a.as_str()) } else { &e.action == a })
+        && q.action.as_ref().is_none_or(|a| {
+            if a.ends_with('.') {
+                e.action.starts_with(a.as_str())
+            } else {
+                &e.action == a
+            }
+        })
         && q.target.as_ref().is_none_or(|t| e.target.contains(t.as_str()))
         && q.result.as_ref().is_none_or(|r| &e.result == r)
         && q.since.is_none_or(|s| e.ts >= s)
@@ -172,10 +178,21 @@ pub async fn list(State(api): State<ApiState>, _p: Principal, q: Query<AuditQuer
     }
     errs.finish()?;
     let (page, per_page) = paging(q.page, q.per_page, 500, 50)?;
-    let mut all: Vec<AuditEntry> = api.ctx.store.list(AUDIT)?.into_iter().map(|(_, e)| e).filter(|e| matches(e, &q)).collect();
+    let mut all: Vec<AuditEntry> = api
+        .ctx
+        .store
+        .list(AUDIT)?
+        .into_iter()
+        .map(|(_, e)| e)
+        .filter(|e| matches(e, &q))
+        .collect();
     all.reverse();
     let total = all.len();
-    let items = all.into_iter().skip(((page as usize) - 1).saturating_mul(per_page as usize)).take(per_page as usize).collect();
+    let items = all
+        .into_iter()
+        .skip(((page as usize) - 1).saturating_mul(per_page as usize))
+        .take(per_page as usize)
+        .collect();
     Ok(Json(AuditPage {
         items,
         total,

@@ -61,9 +61,17 @@ impl Modify for Security {
         let c = openapi.components.get_or_insert_with(Default::default);
         c.add_security_scheme(
             "bearer",
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT or prx_ API token").build()),
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT or prx_ API token")
+                    .build(),
+            ),
         );
-        c.add_security_scheme("cookie", SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::new(super::auth::ACCESS_COOKIE))));
+        c.add_security_scheme(
+            "cookie",
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::new(super::auth::ACCESS_COOKIE))),
+        );
     }
 }
 
@@ -80,7 +88,8 @@ pub fn openapi_pretty() -> String {
 pub async fn openapi_json() -> Response {
     static DOC: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     let mut r = DOC.get_or_init(openapi_pretty).clone().into_response();
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     r
 }
 
@@ -180,7 +189,10 @@ mod tests {
                 }
             }
         }
-        let table: std::collections::BTreeSet<_> = super::super::rbac::ROUTES.iter().map(|r| (r.method.to_string(), r.path.to_string())).collect();
+        let table: std::collections::BTreeSet<_> = super::super::rbac::ROUTES
+            .iter()
+            .map(|r| (r.method.to_string(), r.path.to_string()))
+            .collect();
         assert_eq!(documented, table, "OpenAPI paths and the route table differ");
     }
 }

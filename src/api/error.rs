@@ -204,7 +204,9 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
             })
             .unwrap_or(false);
         if !ct_ok {
-            return Err(ApiError::bad_request("the request body must be JSON (Content-Type: application/json)"));
+            return Err(ApiError::bad_request(
+                "the request body must be JSON (Content-Type: application/json)",
+            ));
         }
         let bytes = Bytes::from_request(req, state).await.map_err(|e| {
             if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
@@ -259,7 +261,11 @@ impl FieldErrors {
     }
     /// `Ok` when nothing was recorded, else a 422.
     pub fn finish(self) -> Result<(), ApiError> {
-        if self.0.is_empty() { Ok(()) } else { Err(ApiError::validation(self.0)) }
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(ApiError::validation(self.0))
+        }
     }
 }
 

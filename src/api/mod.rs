@@ -142,9 +142,9 @@ pub fn num_param<T: std::str::FromStr>(errs: &mut FieldErrors, field: &str, v: O
 
 /// All API routes with their handlers (paths and methods must match [`rbac::ROUTES`]).
 pub fn api_routes() -> Vec<(&'static str, &'static str, MethodRouter<ApiState>)> {
+    use self::{audit, docs};
     use axum::routing::{delete, patch, put};
     use handlers::*;
-    use self::{audit, docs};
     vec![
         ("GET", "/api/v1/auth/setup", get(auth::setup_status)),
         ("POST", "/api/v1/auth/setup", post(auth::setup)),
@@ -256,7 +256,10 @@ pub async fn run(ctx: Context, listeners: Vec<TcpListener>) -> anyhow::Result<()
 pub async fn run_with(state: ApiState, listeners: Vec<TcpListener>) -> anyhow::Result<()> {
     let ctx = state.ctx.clone();
     let tls = if ctx.config.api.tls {
-        let ca = state.ca.clone().ok_or_else(|| anyhow::anyhow!("api.tls is on but the appliance CA could not be loaded"))?;
+        let ca = state
+            .ca
+            .clone()
+            .ok_or_else(|| anyhow::anyhow!("api.tls is on but the appliance CA could not be loaded"))?;
         let listen: Vec<SocketAddr> = listeners.iter().filter_map(|l| l.local_addr().ok()).collect();
         Some(tokio_rustls::TlsAcceptor::from(ca.api_server_config(&listen)?))
     } else {

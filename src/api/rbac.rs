@@ -43,7 +43,12 @@ pub struct RouteSpec {
 }
 
 const fn r(method: &'static str, path: &'static str, perm: Perm, action: &'static str) -> RouteSpec {
-    RouteSpec { method, path, perm, action }
+    RouteSpec {
+        method,
+        path,
+        perm,
+        action,
+    }
 }
 
 use Perm::{Admin, Public, User};

@@ -43,7 +43,8 @@ pub fn content_type(path: &str) -> &'static str {
 fn asset(path: &str) -> Option<Response> {
     let file = Assets::get(path)?;
     let mut r = file.data.into_owned().into_response();
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type(path)));
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type(path)));
     let cache = if path.starts_with("assets/") {
         "public, max-age=31536000, immutable"
     } else {

@@ -14,10 +14,12 @@ fn generated_password() -> String {
 
 fn open(config: &Path, data_dir: Option<std::path::PathBuf>) -> anyhow::Result<Store> {
     let c = super::load_config(config, data_dir)?;
-    std::fs::create_dir_all(&c.data_dir)
-        .map_err(|e| anyhow::anyhow!("cannot create the data directory {}: {e}", c.data_dir.display()))?;
+    std::fs::create_dir_all(&c.data_dir).map_err(|e| anyhow::anyhow!("cannot create the data directory {}: {e}", c.data_dir.display()))?;
     Store::open(&c.db_path()).map_err(|e| {
-        anyhow::anyhow!("cannot open the database in {} ({e}); if the daemon is running, stop it or use the API", c.data_dir.display())
+        anyhow::anyhow!(
+            "cannot open the database in {} ({e}); if the daemon is running, stop it or use the API",
+            c.data_dir.display()
+        )
     })
 }
 

@@ -171,7 +171,11 @@ pub fn authenticate(api: &ApiState, headers: &HeaderMap, unsafe_method: bool) ->
 pub async fn guard(State(api): State<ApiState>, mut req: Request, next: Next) -> Response {
     let method = req.method().clone();
     let path = req.uri().path().to_string();
-    let matched = req.extensions().get::<MatchedPath>().map(|m| m.as_str().to_string()).unwrap_or_default();
+    let matched = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_string())
+        .unwrap_or_default();
     let ip = source_ip(req.extensions().get::<ConnectInfo<SocketAddr>>());
     let unsafe_method = rbac::is_unsafe(&method);
     let Some(spec) = rbac::lookup(&method, &matched) else {
@@ -209,7 +213,15 @@ pub async fn guard(State(api): State<ApiState>, mut req: Request, next: Next) ->
         }
         Err(e) => {
             if unsafe_method {
-                audit::record_call(&api, spec.action, &path, principal_for_audit.as_ref(), AuditNote::default(), e.status, &ip.0);
+                audit::record_call(
+                    &api,
+                    spec.action,
+                    &path,
+                    principal_for_audit.as_ref(),
+                    AuditNote::default(),
+                    e.status,
+                    &ip.0,
+                );
             }
             e.into_response()
         }

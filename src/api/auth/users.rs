@@ -127,7 +127,10 @@ pub fn validate_username(name: &str) -> Result<(), String> {
     if !name.chars().next().is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit()) {
         return Err("must start with a lowercase letter or digit".into());
     }
-    if !name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-')) {
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-'))
+    {
         return Err("may contain only lowercase letters, digits, '.', '_' and '-'".into());
     }
     Ok(())
@@ -258,8 +261,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("db.redb")).unwrap();
         create(&store, "admin", "password1", Role::Admin, true).unwrap();
-        assert!(matches!(create(&store, "bob", "password1", Role::Admin, true), Err(UserError::Exists(_))));
-        assert!(matches!(create(&store, "admin", "password1", Role::User, false), Err(UserError::Exists(_))));
+        assert!(matches!(
+            create(&store, "bob", "password1", Role::Admin, true),
+            Err(UserError::Exists(_))
+        ));
+        assert!(matches!(
+            create(&store, "admin", "password1", Role::User, false),
+            Err(UserError::Exists(_))
+        ));
         let u = set_password(&store, "admin", "password2").unwrap();
         assert!(verify_password("password2", &u.password_hash));
         assert!(format!("{u:?}").contains("<hidden>"));

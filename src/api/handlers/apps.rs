@@ -317,7 +317,10 @@ pub fn validate_deploy(api: &ApiState, req: &DeployRequest) -> ApiResult<()> {
     }
     errs.finish()?;
     if hostname_taken(api, &req.hostname)? {
-        return Err(ApiError::conflict(format!("the host name {:?} is already used by another app", req.hostname)));
+        return Err(ApiError::conflict(format!(
+            "the host name {:?} is already used by another app",
+            req.hostname
+        )));
     }
     Ok(())
 }
@@ -334,7 +337,9 @@ pub async fn deploy(State(api): State<ApiState>, p: Principal, ApiJson(req): Api
         let limit = crate::api::handlers::settings::resources(&api.ctx.store, &api.ctx.config)?.max_apps_per_user;
         let owned = registry::list(&api.ctx.store)?.iter().filter(|a| a.owner == p.user.id).count();
         if limit > 0 && owned >= limit as usize {
-            return Err(ApiError::conflict(format!("you already own {owned} app(s), the limit per user is {limit}")));
+            return Err(ApiError::conflict(format!(
+                "you already own {owned} app(s), the limit per user is {limit}"
+            )));
         }
     }
     let r = crate::platform::DeployRequest {
@@ -373,7 +378,12 @@ pub struct ActionRequest {
     responses((status = 202, body = crate::api::handlers::jobs::JobRef, headers(("location" = String, description = "the job"))),
         (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem),
         (status = 409, body = Problem), (status = 422, body = Problem), (status = 502, body = Problem), (status = 503, body = Problem)))]
-pub async fn action(State(api): State<ApiState>, p: Principal, Path(id): Path<String>, ApiJson(req): ApiJson<ActionRequest>) -> ApiResult<Response> {
+pub async fn action(
+    State(api): State<ApiState>,
+    p: Principal,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<ActionRequest>,
+) -> ApiResult<Response> {
     let _app = visible_app(&api, &p, &id)?;
     let action = match req.action.as_str() {
         "start" => crate::platform::Action::Start,
@@ -407,7 +417,12 @@ pub struct CloneRequest {
     responses((status = 202, body = AppView, headers(("location" = String, description = "the job"))),
         (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem),
         (status = 409, body = Problem), (status = 422, body = Problem), (status = 503, body = Problem)))]
-pub async fn clone_app(State(api): State<ApiState>, p: Principal, Path(id): Path<String>, ApiJson(req): ApiJson<CloneRequest>) -> ApiResult<Response> {
+pub async fn clone_app(
+    State(api): State<ApiState>,
+    p: Principal,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<CloneRequest>,
+) -> ApiResult<Response> {
     let _app = visible_app(&api, &p, &id)?;
     let mut errs = FieldErrors::default();
     errs.check("hostname", crate::validate::hostname(&req.hostname));
@@ -448,7 +463,12 @@ pub struct LogsView {
 /// The app's compose logs.
 #[utoipa::path(get, path = "/api/v1/apps/{id}/logs", operation_id = "app.logs", tag = "apps", params(("id" = String, Path, description = "app id"), LogsQuery),
     responses((status = 200, body = LogsView), (status = 401, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem), (status = 502, body = Problem), (status = 503, body = Problem)))]
-pub async fn logs(State(api): State<ApiState>, p: Principal, Path(id): Path<String>, Query(q): Query<LogsQuery>) -> ApiResult<Json<LogsView>> {
+pub async fn logs(
+    State(api): State<ApiState>,
+    p: Principal,
+    Path(id): Path<String>,
+    Query(q): Query<LogsQuery>,
+) -> ApiResult<Json<LogsView>> {
     let _app = visible_app(&api, &p, &id)?;
     let mut errs = FieldErrors::default();
     let tail = crate::api::num_param::<u32>(&mut errs, "tail", q.tail.as_deref()).unwrap_or(200);
@@ -481,7 +501,12 @@ pub struct MetricsView {
 /// CPU, memory, disk and network of the app's container.
 #[utoipa::path(get, path = "/api/v1/apps/{id}/metrics", operation_id = "app.metrics", tag = "apps", params(("id" = String, Path, description = "app id"), MetricsQuery),
     responses((status = 200, body = MetricsView), (status = 401, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem), (status = 502, body = Problem), (status = 503, body = Problem)))]
-pub async fn metrics(State(api): State<ApiState>, p: Principal, Path(id): Path<String>, Query(q): Query<MetricsQuery>) -> ApiResult<Json<MetricsView>> {
+pub async fn metrics(
+    State(api): State<ApiState>,
+    p: Principal,
+    Path(id): Path<String>,
+    Query(q): Query<MetricsQuery>,
+) -> ApiResult<Json<MetricsView>> {
     let _app = visible_app(&api, &p, &id)?;
     let tf = q.timeframe.unwrap_or_else(|| "hour".into());
     if !matches!(tf.as_str(), "hour" | "day" | "week" | "month" | "year") {
@@ -513,7 +538,12 @@ pub struct ExecResult {
 #[utoipa::path(post, path = "/api/v1/apps/{id}/exec", operation_id = "app.exec", tag = "apps", params(("id" = String, Path, description = "app id")), request_body = ExecRequest,
     responses((status = 200, body = ExecResult), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem),
         (status = 404, body = Problem), (status = 422, body = Problem), (status = 502, body = Problem), (status = 503, body = Problem)))]
-pub async fn exec(State(api): State<ApiState>, p: Principal, Path(id): Path<String>, ApiJson(req): ApiJson<ExecRequest>) -> ApiResult<Json<ExecResult>> {
+pub async fn exec(
+    State(api): State<ApiState>,
+    p: Principal,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<ExecRequest>,
+) -> ApiResult<Json<ExecResult>> {
     let _app = visible_app(&api, &p, &id)?;
     if req.command.is_empty() || !req.command.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
         return Err(ApiError::field("command", "must be the name of a safe command"));

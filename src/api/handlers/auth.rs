@@ -128,7 +128,10 @@ pub async fn setup(State(api): State<ApiState>, ApiJson(req): ApiJson<LoginReque
         Err(e) => return Err(ApiError::internal(e)),
     };
     let pair = api.tokens.login(&api.ctx.store, &user).map_err(token_err)?;
-    Ok(with_note(login_response(&api, pair, &user, StatusCode::CREATED), AuditNote::actor(&user.username)))
+    Ok(with_note(
+        login_response(&api, pair, &user, StatusCode::CREATED),
+        AuditNote::actor(&user.username),
+    ))
 }
 
 /// Log in with user name and password.
@@ -180,7 +183,10 @@ pub async fn refresh(State(api): State<ApiState>, headers: HeaderMap, body: Byte
         Some(t) => t,
         None => {
             let Some(t) = a::cookie(&headers, a::REFRESH_COOKIE) else {
-                return Err(ApiError::field("refresh_token", "is required (in the body or the proximity_refresh cookie)"));
+                return Err(ApiError::field(
+                    "refresh_token",
+                    "is required (in the body or the proximity_refresh cookie)",
+                ));
             };
             let sent = headers.get(a::CSRF_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("");
             if sent.is_empty() || Some(sent) != a::cookie(&headers, a::CSRF_COOKIE) {
@@ -190,7 +196,10 @@ pub async fn refresh(State(api): State<ApiState>, headers: HeaderMap, body: Byte
         }
     };
     let (pair, user) = api.tokens.rotate(&api.ctx.store, &token).map_err(token_err)?;
-    Ok(with_note(login_response(&api, pair, &user, StatusCode::OK), AuditNote::actor(&user.username)))
+    Ok(with_note(
+        login_response(&api, pair, &user, StatusCode::OK),
+        AuditNote::actor(&user.username),
+    ))
 }
 
 /// Log out: revoke this session (access and refresh tokens) and clear the cookies.
@@ -220,7 +229,9 @@ pub async fn password(State(api): State<ApiState>, p: Principal, ApiJson(req): A
     errs.check("new_password", users::validate_password(&req.new_password));
     let hash = p.user.password_hash.clone();
     let cur = req.current_password.clone();
-    let ok = tokio::task::spawn_blocking(move || users::verify_password(&cur, &hash)).await.unwrap_or(false);
+    let ok = tokio::task::spawn_blocking(move || users::verify_password(&cur, &hash))
+        .await
+        .unwrap_or(false);
     if !ok {
         errs.add("current_password", "is wrong");
     }

@@ -7,9 +7,9 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::apps::{accepted_job, owner, visible_app};
-use crate::api::auth::users::rfc3339;
 use crate::api::ApiState;
 use crate::api::auth::Principal;
+use crate::api::auth::users::rfc3339;
 use crate::api::error::{ApiResult, Problem};
 
 /// A backup of an app's container.

@@ -58,7 +58,10 @@ pub async fn categories(State(api): State<ApiState>) -> ApiResult<Json<Vec<Categ
         catalog(&api)?
             .categories()
             .into_iter()
-            .map(|c| CategoryView { name: c.name, count: c.count })
+            .map(|c| CategoryView {
+                name: c.name,
+                count: c.count,
+            })
             .collect(),
     ))
 }
@@ -76,7 +79,9 @@ pub async fn search(State(api): State<ApiState>, Query(q): Query<SearchQuery>) -
 #[utoipa::path(get, path = "/api/v1/catalog/{id}", operation_id = "catalog.get", tag = "catalog", params(("id" = String, Path, description = "catalog id")),
     responses((status = 200, body = CatalogEntryView), (status = 401, body = Problem), (status = 404, body = Problem), (status = 503, body = Problem)))]
 pub async fn get_one(State(api): State<ApiState>, Path(id): Path<String>) -> ApiResult<Json<serde_json::Value>> {
-    let e = catalog(&api)?.get(&id).ok_or_else(|| ApiError::not_found(format!("no catalog entry {id}")))?;
+    let e = catalog(&api)?
+        .get(&id)
+        .ok_or_else(|| ApiError::not_found(format!("no catalog entry {id}")))?;
     Ok(Json(serde_json::to_value(e.as_ref()).map_err(ApiError::internal)?))
 }
 
@@ -95,9 +100,16 @@ pub struct ReloadResult {
 pub async fn reload(State(api): State<ApiState>) -> ApiResult<Json<ReloadResult>> {
     let c = catalog(&api)?;
     match c.reload() {
-        Ok(stats) => Ok(Json(ReloadResult { entries: stats.apps, errors: vec![] })),
+        Ok(stats) => Ok(Json(ReloadResult {
+            entries: stats.apps,
+            errors: vec![],
+        })),
         Err(crate::catalog::CatalogError::Invalid(issues)) => Err(ApiError::validation(
-            issues.iter().enumerate().map(|(i, x)| (format!("files[{i}]"), x.to_string())).collect(),
+            issues
+                .iter()
+                .enumerate()
+                .map(|(i, x)| (format!("files[{i}]"), x.to_string()))
+                .collect(),
         )),
     }
 }

@@ -9,9 +9,9 @@ use utoipa::ToSchema;
 
 use crate::api::ApiState;
 use crate::api::audit::AuditNote;
+use crate::api::error::{ApiError, ApiJson, ApiResult, FieldErrors, Problem};
 use crate::pve::Auth;
 use crate::pve::hosts::{HostRecord, HostSpec, StoredAuth};
-use crate::api::error::{ApiError, ApiJson, ApiResult, FieldErrors, Problem};
 
 /// A Proxmox host as returned (no secrets: only whether they are set).
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -154,7 +154,12 @@ fn spec(api: &ApiState, h: HostInput, existing: Option<&HostRecord>) -> ApiResul
             },
             _ => return Err(ApiError::field("password", "is required")),
         },
-        _ => return Err(ApiError::field("token_id", "give either token_id + token_secret or user + password")),
+        _ => {
+            return Err(ApiError::field(
+                "token_id",
+                "give either token_id + token_secret or user + password",
+            ));
+        }
     };
     Ok(HostSpec {
         name: h.name,
@@ -213,14 +218,21 @@ pub async fn create(State(api): State<ApiState>, ApiJson(h): ApiJson<HostInput>)
     validate_host(&h, true)?;
     let spec = spec(&api, h, None)?;
     let rec = api.hosts.add(spec).map_err(pve_err)?;
-    Ok(super::with_note((axum::http::StatusCode::CREATED, Json(view(&rec))), AuditNote::target(&rec.name)))
+    Ok(super::with_note(
+        (axum::http::StatusCode::CREATED, Json(view(&rec))),
+        AuditNote::target(&rec.name),
+    ))
 }
 
 /// One host.
 #[utoipa::path(get, path = "/api/v1/hosts/{name}", operation_id = "host.get", tag = "hosts", params(("name" = String, Path, description = "host name")),
     responses((status = 200, body = HostView), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 503, body = Problem)))]
 pub async fn get_one(State(api): State<ApiState>, Path(name): Path<String>) -> ApiResult<Json<HostView>> {
-    let h = api.hosts.get(&name).map_err(pve_err)?.ok_or_else(|| ApiError::not_found(format!("no host {name}")))?;
+    let h = api
+        .hosts
+        .get(&name)
+        .map_err(pve_err)?
+        .ok_or_else(|| ApiError::not_found(format!("no host {name}")))?;
     Ok(Json(view(&h)))
 }
 
@@ -229,10 +241,17 @@ pub async fn get_one(State(api): State<ApiState>, Path(name): Path<String>) -> A
     responses((status = 200, body = HostView), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem),
         (status = 404, body = Problem), (status = 422, body = Problem), (status = 503, body = Problem)))]
 pub async fn update(State(api): State<ApiState>, Path(name): Path<String>, ApiJson(h): ApiJson<HostInput>) -> ApiResult<Json<HostView>> {
-    let existing = api.hosts.get(&name).map_err(pve_err)?.ok_or_else(|| ApiError::not_found(format!("no host {name}")))?;
+    let existing = api
+        .hosts
+        .get(&name)
+        .map_err(pve_err)?
+        .ok_or_else(|| ApiError::not_found(format!("no host {name}")))?;
     validate_host(&h, false)?;
     if h.name != name {
-        return Err(ApiError::field("name", "must equal the host name in the path (hosts cannot be renamed)"));
+        return Err(ApiError::field(
+            "name",
+            "must equal the host name in the path (hosts cannot be renamed)",
+        ));
     }
     let spec = spec(&api, h, Some(&existing))?;
     Ok(Json(view(&api.hosts.upsert(spec).map_err(pve_err)?)))
@@ -242,8 +261,14 @@ pub async fn update(State(api): State<ApiState>, Path(name): Path<String>, ApiJs
 #[utoipa::path(delete, path = "/api/v1/hosts/{name}", operation_id = "host.delete", tag = "hosts", params(("name" = String, Path, description = "host name")),
     responses((status = 204), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem), (status = 503, body = Problem)))]
 pub async fn remove(State(api): State<ApiState>, Path(name): Path<String>) -> ApiResult<Response> {
-    api.hosts.get(&name).map_err(pve_err)?.ok_or_else(|| ApiError::not_found(format!("no host {name}")))?;
-    let used = crate::registry::list(&api.ctx.store)?.iter().filter(|a| a.host.as_deref() == Some(name.as_str())).count();
+    api.hosts
+        .get(&name)
+        .map_err(pve_err)?
+        .ok_or_else(|| ApiError::not_found(format!("no host {name}")))?;
+    let used = crate::registry::list(&api.ctx.store)?
+        .iter()
+        .filter(|a| a.host.as_deref() == Some(name.as_str()))
+        .count();
     if used > 0 {
         return Err(ApiError::conflict(format!("{used} app(s) run on host {name}; delete them first")));
     }
@@ -255,7 +280,10 @@ pub async fn remove(State(api): State<ApiState>, Path(name): Path<String>) -> Ap
 #[utoipa::path(post, path = "/api/v1/hosts/{name}/test", operation_id = "host.test", tag = "hosts", params(("name" = String, Path, description = "host name")),
     responses((status = 200, body = HostTest), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 503, body = Problem)))]
 pub async fn test(State(api): State<ApiState>, Path(name): Path<String>) -> ApiResult<Json<HostTest>> {
-    api.hosts.get(&name).map_err(pve_err)?.ok_or_else(|| ApiError::not_found(format!("no host {name}")))?;
+    api.hosts
+        .get(&name)
+        .map_err(pve_err)?
+        .ok_or_else(|| ApiError::not_found(format!("no host {name}")))?;
     let client = match api.hosts.client(&name) {
         Ok(c) => c,
         Err(e) => {
@@ -287,7 +315,10 @@ pub async fn test(State(api): State<ApiState>, Path(name): Path<String>) -> ApiR
 #[utoipa::path(post, path = "/api/v1/hosts/{name}/sync", operation_id = "host.sync", tag = "hosts", params(("name" = String, Path, description = "host name")),
     responses((status = 200, body = Vec<NodeView>), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 502, body = Problem), (status = 503, body = Problem)))]
 pub async fn sync(State(api): State<ApiState>, Path(name): Path<String>) -> ApiResult<Json<Vec<NodeView>>> {
-    api.hosts.get(&name).map_err(pve_err)?.ok_or_else(|| ApiError::not_found(format!("no host {name}")))?;
+    api.hosts
+        .get(&name)
+        .map_err(pve_err)?
+        .ok_or_else(|| ApiError::not_found(format!("no host {name}")))?;
     let rec = api.hosts.sync(&name).await.map_err(pve_err)?;
     Ok(Json(rec.nodes.iter().map(|n| node_view(&rec.name, n)).collect()))
 }
@@ -296,5 +327,7 @@ pub async fn sync(State(api): State<ApiState>, Path(name): Path<String>) -> ApiR
 #[utoipa::path(get, path = "/api/v1/nodes", operation_id = "node.list", tag = "hosts",
     responses((status = 200, body = Vec<NodeView>), (status = 401, body = Problem), (status = 503, body = Problem)))]
 pub async fn nodes(State(api): State<ApiState>) -> ApiResult<Json<Vec<NodeView>>> {
-    Ok(Json(api.hosts.nodes().map_err(pve_err)?.iter().map(|(h, n)| node_view(h, n)).collect()))
+    Ok(Json(
+        api.hosts.nodes().map_err(pve_err)?.iter().map(|(h, n)| node_view(h, n)).collect(),
+    ))
 }

@@ -36,6 +36,25 @@ pub struct JobRef {
 #[schema(value_type = Object)]
 pub struct JobView(pub serde_json::Value);
 
+/// Replace values under secret-looking keys (`*secret*`, `*password*`, `*token*`,
+/// `*key*`) with `"<redacted>"`, recursively: job data never leaks credentials.
+pub fn redact(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::Object(m) => {
+            for (k, val) in m.iter_mut() {
+                let k = k.to_ascii_lowercase();
+                if ["secret", "password", "token", "key", "private"].iter().any(|w| k.contains(w)) && !val.is_null() {
+                    *val = serde_json::Value::String("<redacted>".into());
+                } else {
+                    redact(val);
+                }
+            }
+        }
+        serde_json::Value::Array(a) => a.iter_mut().for_each(redact),
+        _ => {}
+    }
+}
+
 fn owner_of(job: &serde_json::Value) -> &str {
     job.get("owner").and_then(|v| v.as_str()).unwrap_or("")
 }
@@ -47,7 +66,10 @@ fn is_terminal(state: &str) -> bool {
 /// The job `id` when visible to the caller; 404 otherwise.
 pub fn visible_job(api: &ApiState, p: &Principal, id: &str) -> ApiResult<serde_json::Value> {
     match api.ctx.store.get(JOBS, id)? {
-        Some(j) if p.can_see(owner_of(&j)) => Ok(j),
+        Some(mut j) if p.can_see(owner_of(&j)) => {
+            redact(&mut j);
+            Ok(j)
+        }
         _ => Err(ApiError::not_found(format!("no job {id}"))),
     }
 }
@@ -80,13 +102,18 @@ pub async fn list(State(api): State<ApiState>, p: Principal, Query(q): Query<Job
         .into_iter()
         .map(|(_, j)| j)
         .filter(|j| p.can_see(owner_of(j)))
-        .filter(|j| q.target.as_deref().is_none_or(|t| j.get("target").and_then(|v| v.as_str()) == Some(t)))
+        .filter(|j| {
+            q.target
+                .as_deref()
+                .is_none_or(|t| j.get("target").and_then(|v| v.as_str()) == Some(t))
+        })
         .collect();
     jobs.sort_by(|a, b| {
         let k = |j: &serde_json::Value| j.get("created_at").map(|v| v.to_string()).unwrap_or_default();
         k(b).cmp(&k(a))
     });
     jobs.truncate(limit);
+    jobs.iter_mut().for_each(redact);
     Ok(Json(jobs))
 }
 
@@ -157,7 +184,8 @@ pub async fn events(
                 _ = shutdown.cancelled() => return None,
             };
             match msg {
-                Ok(e) if e.subject == st.id && e.kind.starts_with("job.") => {
+                Ok(mut e) if e.subject == st.id && e.kind.starts_with("job.") => {
+                    redact(&mut e.data);
                     let name = e.kind.trim_start_matches("job.").to_string();
                     if name == "state" {
                         let s = e.data.get("state").and_then(|v| v.as_str()).unwrap_or("");
@@ -169,7 +197,8 @@ pub async fn events(
                 Ok(_) => continue,
                 Err(RecvError::Lagged(n)) => {
                     // Resynchronise from storage.
-                    let job = st.api.ctx.store.get(JOBS, &st.id).ok().flatten().unwrap_or_default();
+                    let mut job = st.api.ctx.store.get(JOBS, &st.id).ok().flatten().unwrap_or_default();
+                    redact(&mut job);
                     let state = job.get("state").and_then(|v| v.as_str()).unwrap_or("");
                     st.done = is_terminal(state);
                     let ev = Event::default()
@@ -183,4 +212,17 @@ pub async fn events(
         }
     });
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn redacts_secret_looking_keys_recursively() {
+        let mut v = serde_json::json!({"id":"j","data":{"db_password":"p","nested":[{"api_token":"t","ok":1}],"ssh_private":"k"},"state":"running"});
+        super::redact(&mut v);
+        let s = v.to_string();
+        assert!(!s.contains("\"p\"") && !s.contains("\"t\"") && !s.contains("\"k\""), "{s}");
+        assert_eq!(v["state"], "running");
+        assert_eq!(v["data"]["nested"][0]["ok"], 1);
+    }
 }

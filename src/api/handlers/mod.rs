@@ -21,7 +21,11 @@ use super::error::ApiError;
 
 /// 405 as a problem document.
 pub async fn method_not_allowed() -> Response {
-    ApiError::new(axum::http::StatusCode::METHOD_NOT_ALLOWED, "this method is not allowed on this path").into_response()
+    ApiError::new(
+        axum::http::StatusCode::METHOD_NOT_ALLOWED,
+        "this method is not allowed on this path",
+    )
+    .into_response()
 }
 
 /// Security headers on every response; API responses are never cached.

@@ -233,7 +233,11 @@ pub fn plan_checks(plan: &crate::plan::NetworkPlan, apps: &[crate::registry::App
     let mut missing = Vec::new();
     for a in apps {
         let fqdn = format!("{}.{}", a.hostname, plan.domain);
-        if !plan.records.iter().any(|r| r.name.trim_end_matches('.') == fqdn || r.app_id == a.id) {
+        if !plan
+            .records
+            .iter()
+            .any(|r| r.name.trim_end_matches('.') == fqdn || r.app_id == a.id)
+        {
             missing.push(format!("{}: no DNS record", a.hostname));
         }
         if !plan.reservations.iter().any(|r| r.mac.eq_ignore_ascii_case(&a.mac)) {
@@ -267,7 +271,11 @@ pub fn plan_checks(plan: &crate::plan::NetworkPlan, apps: &[crate::registry::App
     checks.push(Check {
         name: "reservations inside the LAN".into(),
         ok: outside.is_empty(),
-        detail: if outside.is_empty() { plan.lan.to_string() } else { outside.join("; ") },
+        detail: if outside.is_empty() {
+            plan.lan.to_string()
+        } else {
+            outside.join("; ")
+        },
     });
     checks
 }
@@ -292,7 +300,11 @@ pub async fn self_test(State(api): State<ApiState>) -> ApiResult<Json<SelfTest>>
         checks.push(Check {
             name: format!("{name} service"),
             ok: !enabled || matches!(s, Some(ServiceState::Ready)),
-            detail: if enabled { state_name(s) } else { "disabled in the configuration".into() },
+            detail: if enabled {
+                state_name(s)
+            } else {
+                "disabled in the configuration".into()
+            },
         });
     }
     let ok = checks.iter().all(|c| c.ok);
@@ -314,12 +326,30 @@ pub async fn ca_info() -> Json<CaInfo> {
                 "Debian/Ubuntu",
                 "curl -k -o /usr/local/share/ca-certificates/proximity.crt https://<appliance>:8443/api/v1/network/ca.pem && update-ca-certificates",
             ),
-            i("Fedora/RHEL", "save ca.pem to /etc/pki/ca-trust/source/anchors/proximity.pem, then run update-ca-trust"),
-            i("Alpine", "save ca.pem to /usr/local/share/ca-certificates/proximity.crt, then run update-ca-certificates"),
-            i("macOS", "open ca.der, add it to the System keychain, then set 'Always Trust' for SSL"),
-            i("Windows", "open ca.der, Install Certificate, Local Machine, 'Trusted Root Certification Authorities'"),
-            i("Firefox", "Settings, Privacy & Security, Certificates, View Certificates, Authorities, Import ca.pem, trust for websites"),
-            i("Android/iOS", "download ca.der in the browser and install it as a CA certificate in the security settings"),
+            i(
+                "Fedora/RHEL",
+                "save ca.pem to /etc/pki/ca-trust/source/anchors/proximity.pem, then run update-ca-trust",
+            ),
+            i(
+                "Alpine",
+                "save ca.pem to /usr/local/share/ca-certificates/proximity.crt, then run update-ca-certificates",
+            ),
+            i(
+                "macOS",
+                "open ca.der, add it to the System keychain, then set 'Always Trust' for SSL",
+            ),
+            i(
+                "Windows",
+                "open ca.der, Install Certificate, Local Machine, 'Trusted Root Certification Authorities'",
+            ),
+            i(
+                "Firefox",
+                "Settings, Privacy & Security, Certificates, View Certificates, Authorities, Import ca.pem, trust for websites",
+            ),
+            i(
+                "Android/iOS",
+                "download ca.der in the browser and install it as a CA certificate in the security settings",
+            ),
         ],
     })
 }
@@ -338,9 +368,12 @@ fn ca_pem_text(api: &ApiState) -> Option<String> {
 pub async fn ca_pem(State(api): State<ApiState>) -> ApiResult<Response> {
     let pem = ca_pem_text(&api).ok_or_else(ca_missing)?;
     let mut r = pem.into_response();
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-pem-file"));
     r.headers_mut()
-        .insert(header::CONTENT_DISPOSITION, HeaderValue::from_static("attachment; filename=\"proximity-ca.pem\""));
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-pem-file"));
+    r.headers_mut().insert(
+        header::CONTENT_DISPOSITION,
+        HeaderValue::from_static("attachment; filename=\"proximity-ca.pem\""),
+    );
     Ok(r)
 }
 
@@ -350,9 +383,12 @@ pub async fn ca_pem(State(api): State<ApiState>) -> ApiResult<Response> {
 pub async fn ca_der(State(api): State<ApiState>) -> ApiResult<Response> {
     let der = api.ca.as_ref().map(|c| c.ca_der().to_vec()).ok_or_else(ca_missing)?;
     let mut r = der.into_response();
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-x509-ca-cert"));
     r.headers_mut()
-        .insert(header::CONTENT_DISPOSITION, HeaderValue::from_static("attachment; filename=\"proximity-ca.der\""));
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-x509-ca-cert"));
+    r.headers_mut().insert(
+        header::CONTENT_DISPOSITION,
+        HeaderValue::from_static("attachment; filename=\"proximity-ca.der\""),
+    );
     Ok(r)
 }
 

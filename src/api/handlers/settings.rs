@@ -120,7 +120,10 @@ impl Section for NetworkSettings {
         }
         for (i, n) in self.management_networks.iter().enumerate() {
             if n.parse::<ipnet::Ipv4Net>().is_err() {
-                e.add(&format!("settings.management_networks[{i}]"), "must be an IPv4 CIDR, e.g. 192.168.1.0/24");
+                e.add(
+                    &format!("settings.management_networks[{i}]"),
+                    "must be an IPv4 CIDR, e.g. 192.168.1.0/24",
+                );
             }
         }
         if self.management_networks.len() > 64 {
@@ -181,7 +184,10 @@ pub fn schedule(store: &Store, c: &Config) -> Result<ScheduleSettings, StoreErro
 
 fn get_doc<T: Section>(api: &ApiState) -> ApiResult<Json<SettingsDoc<T>>> {
     let v: T = read(&api.ctx.store, &api.ctx.config)?;
-    Ok(Json(SettingsDoc { digest: digest(&v), settings: v }))
+    Ok(Json(SettingsDoc {
+        digest: digest(&v),
+        settings: v,
+    }))
 }
 
 fn put_doc<T: Section>(api: &ApiState, doc: SettingsDoc<T>) -> ApiResult<Json<SettingsDoc<T>>> {
@@ -218,7 +224,10 @@ pub async fn get_resources(State(api): State<ApiState>) -> ApiResult<Json<Settin
 /// Update default resources (digest-checked).
 #[utoipa::path(put, path = "/api/v1/settings/resources", operation_id = "settings.update_resources", tag = "settings", request_body = SettingsDoc<ResourceSettings>,
     responses((status = 200, body = SettingsDoc<ResourceSettings>), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
-pub async fn put_resources(State(api): State<ApiState>, ApiJson(d): ApiJson<SettingsDoc<ResourceSettings>>) -> ApiResult<Json<SettingsDoc<ResourceSettings>>> {
+pub async fn put_resources(
+    State(api): State<ApiState>,
+    ApiJson(d): ApiJson<SettingsDoc<ResourceSettings>>,
+) -> ApiResult<Json<SettingsDoc<ResourceSettings>>> {
     put_doc(&api, d)
 }
 
@@ -232,7 +241,10 @@ pub async fn get_network(State(api): State<ApiState>) -> ApiResult<Json<Settings
 /// Update network settings (digest-checked).
 #[utoipa::path(put, path = "/api/v1/settings/network", operation_id = "settings.update_network", tag = "settings", request_body = SettingsDoc<NetworkSettings>,
     responses((status = 200, body = SettingsDoc<NetworkSettings>), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
-pub async fn put_network(State(api): State<ApiState>, ApiJson(d): ApiJson<SettingsDoc<NetworkSettings>>) -> ApiResult<Json<SettingsDoc<NetworkSettings>>> {
+pub async fn put_network(
+    State(api): State<ApiState>,
+    ApiJson(d): ApiJson<SettingsDoc<NetworkSettings>>,
+) -> ApiResult<Json<SettingsDoc<NetworkSettings>>> {
     put_doc(&api, d)
 }
 
@@ -246,6 +258,9 @@ pub async fn get_schedule(State(api): State<ApiState>) -> ApiResult<Json<Setting
 /// Update schedules (digest-checked).
 #[utoipa::path(put, path = "/api/v1/settings/schedule", operation_id = "settings.update_schedule", tag = "settings", request_body = SettingsDoc<ScheduleSettings>,
     responses((status = 200, body = SettingsDoc<ScheduleSettings>), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
-pub async fn put_schedule(State(api): State<ApiState>, ApiJson(d): ApiJson<SettingsDoc<ScheduleSettings>>) -> ApiResult<Json<SettingsDoc<ScheduleSettings>>> {
+pub async fn put_schedule(
+    State(api): State<ApiState>,
+    ApiJson(d): ApiJson<SettingsDoc<ScheduleSettings>>,
+) -> ApiResult<Json<SettingsDoc<ScheduleSettings>>> {
     put_doc(&api, d)
 }

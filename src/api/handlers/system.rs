@@ -78,8 +78,15 @@ pub async fn health(State(api): State<ApiState>) -> impl IntoResponse {
     responses((status = 200, body = InfoView), (status = 401, body = Problem)))]
 pub async fn info(State(api): State<ApiState>, p: crate::api::auth::Principal) -> ApiResult<Json<InfoView>> {
     let net = &api.ctx.config.network;
-    let apps = crate::registry::list(&api.ctx.store)?.iter().filter(|a| p.can_see(&a.owner)).count();
-    let users = if p.is_admin() { Some(crate::api::auth::users::count(&api.ctx.store)?) } else { None };
+    let apps = crate::registry::list(&api.ctx.store)?
+        .iter()
+        .filter(|a| p.can_see(&a.owner))
+        .count();
+    let users = if p.is_admin() {
+        Some(crate::api::auth::users::count(&api.ctx.store)?)
+    } else {
+        None
+    };
     Ok(Json(InfoView {
         version: env!("CARGO_PKG_VERSION").into(),
         uptime_secs: started().elapsed().as_secs(),

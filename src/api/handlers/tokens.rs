@@ -10,9 +10,9 @@ use utoipa::ToSchema;
 use super::with_note;
 use crate::api::ApiState;
 use crate::api::audit::AuditNote;
+use crate::api::auth::tokens::{self, API_TOKENS, ApiToken, Scope};
 use crate::api::auth::users::{now, rfc3339};
 use crate::api::auth::{Principal, Via};
-use crate::api::auth::tokens::{self, API_TOKENS, ApiToken, Scope};
 use crate::api::error::{ApiError, ApiJson, ApiResult, FieldErrors, Problem};
 
 /// A token as listed (never the secret).

@@ -71,7 +71,11 @@ pub async fn create(State(api): State<ApiState>, ApiJson(req): ApiJson<NewUser>)
 #[utoipa::path(get, path = "/api/v1/users/{id}", operation_id = "user.get", tag = "users", params(("id" = String, Path, description = "user id")),
     responses((status = 200, body = UserView), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem)))]
 pub async fn get_one(State(api): State<ApiState>, Path(id): Path<String>) -> ApiResult<Json<UserView>> {
-    let u = api.ctx.store.get(USERS, &id)?.ok_or_else(|| ApiError::not_found(format!("no user {id}")))?;
+    let u = api
+        .ctx
+        .store
+        .get(USERS, &id)?
+        .ok_or_else(|| ApiError::not_found(format!("no user {id}")))?;
     Ok(Json(UserView::from(&u)))
 }
 
@@ -79,7 +83,11 @@ pub async fn get_one(State(api): State<ApiState>, Path(id): Path<String>) -> Api
 #[utoipa::path(patch, path = "/api/v1/users/{id}", operation_id = "user.update", tag = "users", params(("id" = String, Path, description = "user id")), request_body = UserPatch,
     responses((status = 200, body = UserView), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
 pub async fn update(State(api): State<ApiState>, Path(id): Path<String>, ApiJson(req): ApiJson<UserPatch>) -> ApiResult<Json<UserView>> {
-    let mut u = api.ctx.store.get(USERS, &id)?.ok_or_else(|| ApiError::not_found(format!("no user {id}")))?;
+    let mut u = api
+        .ctx
+        .store
+        .get(USERS, &id)?
+        .ok_or_else(|| ApiError::not_found(format!("no user {id}")))?;
     let mut errs = FieldErrors::default();
     if let Some(pw) = &req.password {
         errs.check("password", users::validate_password(pw));
@@ -109,14 +117,24 @@ pub async fn update(State(api): State<ApiState>, Path(id): Path<String>, ApiJson
 #[utoipa::path(delete, path = "/api/v1/users/{id}", operation_id = "user.delete", tag = "users", params(("id" = String, Path, description = "user id")),
     responses((status = 204), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)))]
 pub async fn remove(State(api): State<ApiState>, p: Principal, Path(id): Path<String>) -> ApiResult<Response> {
-    let u = api.ctx.store.get(USERS, &id)?.ok_or_else(|| ApiError::not_found(format!("no user {id}")))?;
+    let u = api
+        .ctx
+        .store
+        .get(USERS, &id)?
+        .ok_or_else(|| ApiError::not_found(format!("no user {id}")))?;
     if u.id == p.user.id {
         return Err(ApiError::conflict("you cannot delete your own account"));
     }
     if u.role == Role::Admin && admins(&api)? <= 1 {
         return Err(ApiError::conflict("cannot delete the last administrator"));
     }
-    let owned = api.ctx.store.list(crate::registry::APPS)?.iter().filter(|(_, a)| a.owner == id).count();
+    let owned = api
+        .ctx
+        .store
+        .list(crate::registry::APPS)?
+        .iter()
+        .filter(|(_, a)| a.owner == id)
+        .count();
     if owned > 0 {
         return Err(ApiError::conflict(format!("the user owns {owned} app(s); delete them first")));
     }
