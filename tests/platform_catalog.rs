@@ -47,7 +47,15 @@ async fn every_catalog_app_deploys() {
         }
         let hostname = format!("t-{}", e.id);
         let (app, job) = p
-            .deploy(&me, DeployRequest { catalog_id: e.id.clone(), hostname, values, ..Default::default() })
+            .deploy(
+                &me,
+                DeployRequest {
+                    catalog_id: e.id.clone(),
+                    hostname,
+                    values,
+                    ..Default::default()
+                },
+            )
             .await
             .unwrap_or_else(|err| panic!("{}: deploy refused: {err:?}", e.id));
         submitted.push((e.id.clone(), app, job));

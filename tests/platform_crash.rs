@@ -26,7 +26,14 @@ async fn crash_child_helper() {
     for i in 0..10 {
         let (_, job) = env
             .platform
-            .deploy(&me, DeployRequest { catalog_id: "web".into(), hostname: format!("crash{i}"), ..Default::default() })
+            .deploy(
+                &me,
+                DeployRequest {
+                    catalog_id: "web".into(),
+                    hostname: format!("crash{i}"),
+                    ..Default::default()
+                },
+            )
             .await
             .unwrap();
         println!("JOB {}", job.id);
@@ -99,7 +106,11 @@ async fn sigkill_during_parallel_deploys_recovers_cleanly() {
     for j in &jobs {
         assert!(j.state.is_terminal(), "job {} left {:?}", j.id, j.state);
         if j.state != JobState::Succeeded {
-            assert!(j.error.as_ref().is_some_and(|e| !e.is_empty()), "job {} failed without reason", j.id);
+            assert!(
+                j.error.as_ref().is_some_and(|e| !e.is_empty()),
+                "job {} failed without reason",
+                j.id
+            );
         }
     }
     let apps = p.apps().unwrap();

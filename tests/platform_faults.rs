@@ -35,7 +35,10 @@ async fn each_step_failure_ends_in_error_with_step_and_reason() {
         (
             "web",
             "f-place",
-            Faults { offline_nodes: vec!["pve1".into(), "pve2".into()], ..Default::default() },
+            Faults {
+                offline_nodes: vec!["pve1".into(), "pve2".into()],
+                ..Default::default()
+            },
             "place",
             "no online",
         ),
@@ -43,14 +46,30 @@ async fn each_step_failure_ends_in_error_with_step_and_reason() {
             "web",
             "f-vmid",
             Faults {
-                http_5xx: Some(Http5xx { path_prefix: "/api2/json/cluster/nextid".into(), status: 500, count: 1000 }),
+                http_5xx: Some(Http5xx {
+                    path_prefix: "/api2/json/cluster/nextid".into(),
+                    status: 500,
+                    count: 1000,
+                }),
                 ..Default::default()
             },
             "vmid",
             "500",
         ),
-        ("web", "f-template", task_fault("download", "template mirror unreachable"), "template", "template mirror unreachable"),
-        ("web", "f-create", task_fault("vzcreate", "storage full"), "create_ct", "storage full"),
+        (
+            "web",
+            "f-template",
+            task_fault("download", "template mirror unreachable"),
+            "template",
+            "template mirror unreachable",
+        ),
+        (
+            "web",
+            "f-create",
+            task_fault("vzcreate", "storage full"),
+            "create_ct",
+            "storage full",
+        ),
         ("web", "f-start", task_fault("vzstart", "cgroup error"), "start", "cgroup error"),
         ("broken", "f-compose", Faults::default(), "compose_up", "docker compose"),
         ("sick", "f-health", Faults::default(), "health", "not healthy"),
@@ -59,7 +78,14 @@ async fn each_step_failure_ends_in_error_with_step_and_reason() {
     for (cat, host, faults, step, text) in cases {
         sim.set_faults(faults);
         let (app, job) = p
-            .deploy(&me, DeployRequest { catalog_id: cat.into(), hostname: host.into(), ..Default::default() })
+            .deploy(
+                &me,
+                DeployRequest {
+                    catalog_id: cat.into(),
+                    hostname: host.into(),
+                    ..Default::default()
+                },
+            )
             .await
             .unwrap();
         let j = wait(p, &job, 120).await;

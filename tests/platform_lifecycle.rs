@@ -29,12 +29,26 @@ async fn full_lifecycle_against_the_simulator() {
 
     // Validation errors are 422/409 before any job exists.
     let bad = p
-        .deploy(&me, DeployRequest { catalog_id: "web".into(), hostname: "Bad_Name".into(), ..Default::default() })
+        .deploy(
+            &me,
+            DeployRequest {
+                catalog_id: "web".into(),
+                hostname: "Bad_Name".into(),
+                ..Default::default()
+            },
+        )
         .await
         .unwrap_err();
     assert_eq!(bad.status(), 422, "{bad}");
     let bad = p
-        .deploy(&me, DeployRequest { catalog_id: "nope".into(), hostname: "x1".into(), ..Default::default() })
+        .deploy(
+            &me,
+            DeployRequest {
+                catalog_id: "nope".into(),
+                hostname: "x1".into(),
+                ..Default::default()
+            },
+        )
         .await
         .unwrap_err();
     assert!(matches!(bad, PlatformError::Invalid { .. }), "{bad}");
@@ -44,7 +58,11 @@ async fn full_lifecycle_against_the_simulator() {
             DeployRequest {
                 catalog_id: "web".into(),
                 hostname: "small".into(),
-                resources: Some(proximity::registry::Resources { cores: 1, memory_mb: 64, disk_gb: 2 }),
+                resources: Some(proximity::registry::Resources {
+                    cores: 1,
+                    memory_mb: 64,
+                    disk_gb: 2,
+                }),
                 ..Default::default()
             },
         )
@@ -68,26 +86,56 @@ async fn full_lifecycle_against_the_simulator() {
     assert_eq!(app.status, AppStatus::Pending);
     assert_eq!(app.forwards.len(), 1);
     // The reservation is in the plan immediately.
-    assert!(env.ctx.plan.current().reservations.iter().any(|r| r.mac == app.mac && r.ip == app.ip));
+    assert!(
+        env.ctx
+            .plan
+            .current()
+            .reservations
+            .iter()
+            .any(|r| r.mac == app.mac && r.ip == app.ip)
+    );
     let dup = p
-        .deploy(&me, DeployRequest { catalog_id: "web".into(), hostname: "shop".into(), ..Default::default() })
+        .deploy(
+            &me,
+            DeployRequest {
+                catalog_id: "web".into(),
+                hostname: "shop".into(),
+                ..Default::default()
+            },
+        )
         .await
         .unwrap_err();
     assert_eq!(dup.status(), 409, "{dup}");
     let j = wait_ok(p, &job, 120).await;
     assert_eq!(j.progress, 100);
-    assert!(j.steps.iter().all(|s| s.started_at.is_some() && s.finished_at.is_some()), "{:?}", j.steps);
+    assert!(
+        j.steps.iter().all(|s| s.started_at.is_some() && s.finished_at.is_some()),
+        "{:?}",
+        j.steps
+    );
     let app = p.app(&app.id).unwrap();
     assert_eq!(app.status, AppStatus::Running, "{:?}", app.error);
     let vmid = app.vmid.unwrap();
     let cts = sim_cts(&sim);
     assert!(cts.iter().any(|c| c.1 == vmid && c.2 == "running"), "{cts:?}");
     // The CT was created the Docker way.
-    let cfg = p.backend("sim").unwrap().ct_config(app.node.as_deref().unwrap(), vmid).await.unwrap();
-    assert!(cfg.get("features").is_some_and(|f| f.contains("nesting=1") && f.contains("keyctl=1")), "{cfg:?}");
+    let cfg = p
+        .backend("sim")
+        .unwrap()
+        .ct_config(app.node.as_deref().unwrap(), vmid)
+        .await
+        .unwrap();
+    assert!(
+        cfg.get("features")
+            .is_some_and(|f| f.contains("nesting=1") && f.contains("keyctl=1")),
+        "{cfg:?}"
+    );
     assert_eq!(cfg.get("unprivileged").map(String::as_str), Some("1"));
     let net0 = cfg.get("net0").unwrap().to_ascii_lowercase();
-    assert!(net0.contains(&format!("hwaddr={}", app.mac)) && net0.contains("ip=dhcp") && net0.contains("bridge=proximity-lan"), "{net0}");
+    assert!(
+        net0.contains(&format!("hwaddr={}", app.mac)) && net0.contains("ip=dhcp") && net0.contains("bridge=proximity-lan"),
+        "{net0}"
+    );
     // The app answers where the plan routes it.
     let up = app.upstream();
     let (s, body) = get_ok(&format!("http://{up}:8080/")).await;
@@ -141,7 +189,14 @@ async fn full_lifecycle_against_the_simulator() {
 
     // Backup (stop mode, gzip), list/get/stats.
     let j = p
-        .create_backup(&me, &app.id, BackupRequest { mode: proximity::platform::BackupMode::Stop, compression: proximity::platform::Compression::Gzip })
+        .create_backup(
+            &me,
+            &app.id,
+            BackupRequest {
+                mode: proximity::platform::BackupMode::Stop,
+                compression: proximity::platform::Compression::Gzip,
+            },
+        )
         .await
         .unwrap();
     wait_ok(p, &j, 120).await;
@@ -177,13 +232,20 @@ async fn full_lifecycle_against_the_simulator() {
     let cts = sim_cts(&sim);
     assert!(cts.is_empty(), "containers left: {cts:?}");
     let plan = env.ctx.plan.current();
-    assert!(plan.reservations.is_empty() && plan.routes.is_empty() && plan.forwards.is_empty(), "{plan:?}");
+    assert!(
+        plan.reservations.is_empty() && plan.routes.is_empty() && plan.forwards.is_empty(),
+        "{plan:?}"
+    );
     drop(env);
     sim.shutdown().await;
 }
 
 /// True when the URL does not answer 200.
 async fn get_ok_err(url: &str) -> bool {
-    let c = reqwest::Client::builder().no_proxy().timeout(std::time::Duration::from_secs(2)).build().unwrap();
+    let c = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(std::time::Duration::from_secs(2))
+        .build()
+        .unwrap();
     !matches!(c.get(url).send().await, Ok(r) if r.status().is_success())
 }

@@ -60,7 +60,13 @@ async fn fifty_parallel_deploys_on_three_nodes() {
         assert!(*used <= free_before[node], "{node} over-committed");
     }
     let count = |n: &str| apps.iter().filter(|a| a.node.as_deref() == Some(n)).count();
-    assert!(count("pve1") > count("pve2") && count("pve3") > count("pve2"), "pve1 {} pve2 {} pve3 {}", count("pve1"), count("pve2"), count("pve3"));
+    assert!(
+        count("pve1") > count("pve2") && count("pve3") > count("pve2"),
+        "pve1 {} pve2 {} pve3 {}",
+        count("pve1"),
+        count("pve2"),
+        count("pve3")
+    );
     // One CT per app, distinct addresses.
     let cts = sim_cts(&sim);
     assert_eq!(cts.len(), 50);

@@ -105,7 +105,10 @@ fn hex_secret() -> String {
 }
 
 fn rand_u128() -> u128 {
-    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
     t ^ (std::process::id() as u128) << 64
 }
 
@@ -144,8 +147,10 @@ impl SimInfo {
 
 /// A context over `data_dir`.
 pub fn context(data_dir: &Path, workers: usize) -> Context {
-    let mut config = Config::default();
-    config.data_dir = data_dir.to_path_buf();
+    let mut config = Config {
+        data_dir: data_dir.to_path_buf(),
+        ..Config::default()
+    };
     config.jobs.workers = workers;
     config.schedule.keep_backups = 3;
     let store = Store::open(&config.db_path()).expect("store");
