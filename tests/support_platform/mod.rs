@@ -19,6 +19,10 @@ use proximity::store::Store;
 use proximity::supervisor::Context;
 use tokio_util::sync::CancellationToken;
 
+/// When set, the `web` app's health check points at a port nothing serves (to test the
+/// update rollback).
+pub static WEB_UNHEALTHY: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// A catalog of small test apps: `web` (one HTTP port), `duo` (web + extra port),
 /// `sick` (health check on a port nothing serves).
 pub struct TestCatalog;
@@ -41,6 +45,10 @@ impl AppCatalog for TestCatalog {
             health_timeout_secs: 5,
         };
         match id {
+            "web" if WEB_UNHEALTHY.load(std::sync::atomic::Ordering::SeqCst) => Some(CatalogApp {
+                health_port: Some(8999),
+                ..base
+            }),
             "web" => Some(base),
             "duo" => Some(CatalogApp {
                 ports: vec![(9000, Proto::Tcp)],
