@@ -113,6 +113,19 @@ async fn sigkill_during_parallel_deploys_recovers_cleanly() {
             );
         }
     }
+    // The kill interrupted work in progress: some jobs were resumed (or failed) by recovery.
+    let recovered = jobs
+        .iter()
+        .filter(|j| {
+            p.jobs()
+                .logs(&j.id)
+                .unwrap()
+                .iter()
+                .any(|l| l.message.contains("resumed after a restart") || l.message.contains("interrupted by a restart"))
+        })
+        .count();
+    assert!(recovered >= 1, "no job was interrupted by the kill");
+    eprintln!("{recovered} jobs went through start-up recovery");
     let apps = p.apps().unwrap();
     assert_eq!(apps.len(), 10);
     for a in &apps {
