@@ -438,6 +438,8 @@ impl Platform {
     }
 
     fn build(ctx: Context, catalog: Arc<dyn AppCatalog>, hosts: HostSource, jobs: Jobs) -> Platform {
+        // reqwest is built without a default TLS provider; the process-wide one is ring.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let http = reqwest::Client::builder()
             .no_proxy()
             .timeout(std::time::Duration::from_secs(5))
@@ -1386,6 +1388,53 @@ mod tests {
     fn docker_ps_ports() {
         let out = "CONTAINER ID IMAGE PORTS NAMES\nabc nginx 0.0.0.0:8080->80/tcp, :::8080->80/tcp web\ndef x 127.0.0.1:9000->9000/udp y\n";
         assert_eq!(published_ports(out), vec![(8080, Proto::Tcp), (9000, Proto::Udp)]);
+    }
+
+    struct NoCatalog;
+    impl AppCatalog for NoCatalog {
+        fn app(&self, _: &str) -> Option<CatalogApp> {
+            None
+        }
+        fn render(&self, _: &str, _: &str, _: &str, _: &BTreeMap<String, String>) -> std::result::Result<RenderedApp, RenderFailure> {
+            Err(RenderFailure {
+                fields: BTreeMap::new(),
+                message: "none".into(),
+            })
+        }
+    }
+
+    #[test]
+    fn allocation_avoids_apps_and_active_dhcp_leases() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = crate::config::Config {
+            data_dir: dir.path().to_path_buf(),
+            ..Default::default()
+        };
+        let store = crate::store::Store::open(&config.db_path()).unwrap();
+        let ctx = Context::new(config, store).unwrap();
+        let jobs = Jobs::new(ctx.store.clone(), ctx.events.clone(), &ctx.config.jobs);
+        let p = Platform::with_backends(ctx.clone(), Arc::new(NoCatalog), BTreeMap::new(), jobs);
+        let far = now_s() + 3600;
+        ctx.store
+            .put(
+                DHCP_LEASES,
+                "10.20.0.250",
+                &serde_json::json!({"ip": "10.20.0.250", "mac": "aa:bb:cc:00:00:01", "expires": far}),
+            )
+            .unwrap();
+        ctx.store
+            .put(
+                DHCP_LEASES,
+                "10.20.0.249",
+                &serde_json::json!({"ip": "10.20.0.249", "mac": "aa:bb:cc:00:00:02", "expires": 5}),
+            )
+            .unwrap();
+        let (mac, ip, ports) = ctx.store.write(|tx| p.allocate(tx, None, 2)).unwrap();
+        assert_eq!(ip, Ipv4Addr::new(10, 20, 0, 249), "active lease skipped, expired one reused");
+        assert!(mac.starts_with("02:50:58:"));
+        assert_eq!(ports, vec![30000, 30001]);
+        let e = ctx.store.write(|tx| p.allocate(tx, Some("AA:BB:CC:00:00:09".into()), 0)).unwrap();
+        assert_eq!(e.0, "aa:bb:cc:00:00:09");
     }
 
     #[test]

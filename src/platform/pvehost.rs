@@ -146,11 +146,12 @@ impl PveHost for PveBackend {
     async fn ct_interfaces(&self, node: &str, vmid: u32) -> PveResult<Vec<CtInterface>> {
         // Read leniently: Proxmox (and the simulator) may send both `hwaddr` and
         // `hardware-address`, which the typed decoder refuses as a duplicate field.
-        let path = format!(
-            "/nodes/{}/lxc/{vmid}/interfaces",
-            crate::pve::client::encode_segment(node)
-        );
-        let body = self.client.request(reqwest::Method::GET, &path, &Params::new()).await.map_err(fail)?;
+        let path = format!("/nodes/{}/lxc/{vmid}/interfaces", crate::pve::client::encode_segment(node));
+        let body = self
+            .client
+            .request(reqwest::Method::GET, &path, &Params::new())
+            .await
+            .map_err(fail)?;
         Ok(parse_interfaces(&body["data"]))
     }
 
