@@ -161,6 +161,40 @@ async fn deploy_follow_job_act_and_delete_through_the_api() {
         .await;
     assert_eq!(s, 404);
 
+    // Metrics, backups (create, list, get, stats), clone, update.
+    let (s, _, m) = api.call(M::GET, &format!("/apps/{id}/metrics?timeframe=hour"), bob, None).await;
+    assert_eq!(s, 200, "{m}");
+    let (s, h, b) = api.call(M::POST, &format!("/apps/{id}/backups"), bob, None).await;
+    assert_eq!(s, 202, "{b}");
+    let loc = h["location"].to_str().unwrap().trim_start_matches("/api/v1").to_string();
+    api.wait_job(&loc, bob).await;
+    let (s, _, list) = api.call(M::GET, &format!("/apps/{id}/backups"), bob, None).await;
+    assert_eq!(s, 200, "{list}");
+    let backup_id = list[0]["id"].as_str().expect("one backup").to_string();
+    let (s, _, one) = api.call(M::GET, &format!("/apps/{id}/backups/{backup_id}"), bob, None).await;
+    assert_eq!((s, one["id"].as_str()), (200, Some(backup_id.as_str())), "{one}");
+    let (s, _, stats) = api.call(M::GET, &format!("/apps/{id}/backups/stats"), bob, None).await;
+    assert_eq!((s, stats["total_backups"].as_u64()), (200, Some(1)), "{stats}");
+    let (s, _, _) = api.call(M::GET, &format!("/apps/{id}/backups/{backup_id}"), carol, None).await;
+    assert_eq!(s, 404);
+    let (s, h, copy) = api
+        .call(M::POST, &format!("/apps/{id}/clone"), bob, Some(json!({"hostname":"who2"})))
+        .await;
+    assert_eq!(s, 202, "{copy}");
+    let loc = h["location"].to_str().unwrap().trim_start_matches("/api/v1").to_string();
+    api.wait_job(&loc, bob).await;
+    let copy_id = copy["id"].as_str().unwrap().to_string();
+    let (_, _, c) = api.call(M::GET, &format!("/apps/{copy_id}"), bob, None).await;
+    assert_eq!(c["status"], "running", "{c}");
+    let (_, _, page) = api.call(M::GET, "/apps?search=who", bob, None).await;
+    assert_eq!(page["total"], 2, "{page}");
+    let (_, _, page) = api.call(M::GET, "/apps", carol, None).await;
+    assert_eq!(page["total"], 0, "{page}");
+    let (s, h, u) = api.call(M::POST, &format!("/apps/{copy_id}/update"), bob, None).await;
+    assert_eq!(s, 202, "{u}");
+    let loc = h["location"].to_str().unwrap().trim_start_matches("/api/v1").to_string();
+    api.wait_job(&loc, bob).await;
+
     // Delete.
     let (s, h, _) = api.call(M::DELETE, &format!("/apps/{id}"), bob, None).await;
     assert_eq!(s, 202);
