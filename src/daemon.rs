@@ -21,13 +21,16 @@ pub async fn start_with(ctx: Context) -> anyhow::Result<Supervisor> {
 
     // Platform: persistent jobs (interrupted ones resumed or failed first), deploy
     // pipeline and scheduler. The API gets `platform` for its app routes.
-    let platform = start_platform(&ctx, &mut sup)?;
+    // One catalog and one host registry (with its client cache) shared by API and platform.
+    let catalog = std::sync::Arc::new(crate::catalog::Catalog::load(ctx.config.catalog_dirs.clone()).context("loading the app catalog")?);
+    let hosts = crate::pve::Hosts::from_context(&ctx);
+    let platform = start_platform(&ctx, &mut sup, catalog.clone(), hosts.clone())?;
 
     let api_listeners = crate::api::bind(&ctx)?;
     for l in &api_listeners {
         tracing::info!(service = "api", addr = %l.local_addr()?, "listening");
     }
-    let api = crate::api::ApiState::new(ctx.clone())?;
+    let api = crate::api::ApiState::with_parts(ctx.clone(), Default::default(), Some(catalog), hosts)?;
     api.set_platform(platform);
     sup.spawn("api", crate::api::run_with(api, api_listeners));
     Ok(sup)
@@ -35,14 +38,17 @@ pub async fn start_with(ctx: Context) -> anyhow::Result<Supervisor> {
 
 /// Build the app platform, recover interrupted jobs, and start the jobs engine and the
 /// scheduler under `sup`.
-pub fn start_platform(ctx: &Context, sup: &mut Supervisor) -> anyhow::Result<crate::platform::Platform> {
-    let catalog = crate::catalog::Catalog::load(ctx.config.catalog_dirs.clone()).context("loading the app catalog")?;
-    let hosts = crate::pve::Hosts::from_context(ctx);
+pub fn start_platform(
+    ctx: &Context,
+    sup: &mut Supervisor,
+    catalog: std::sync::Arc<crate::catalog::Catalog>,
+    hosts: crate::pve::Hosts,
+) -> anyhow::Result<crate::platform::Platform> {
     if let Err(e) = hosts.seed_from_config(&ctx.config.pve_hosts) {
         tracing::warn!(error = %e, "cannot seed Proxmox hosts from the configuration");
     }
     let jobs = crate::jobs::Jobs::new(ctx.store.clone(), ctx.events.clone(), &ctx.config.jobs);
-    let platform = crate::platform::Platform::new(ctx.clone(), std::sync::Arc::new(catalog), hosts, jobs.clone());
+    let platform = crate::platform::Platform::new(ctx.clone(), catalog, hosts, jobs.clone());
     let (resumed, failed) = jobs.recover().context("recovering interrupted jobs")?;
     for j in &failed {
         tracing::warn!(job = %j.id, kind = j.kind.as_str(), error = ?j.error, "interrupted job failed");

@@ -68,8 +68,27 @@ impl ApiState {
         Self::with_limits(ctx, Limits::default())
     }
 
-    /// State with explicit throttle limits (tests).
+    /// State with explicit throttle limits (tests); loads its own catalog and host registry.
     pub fn with_limits(ctx: Context, limits: Limits) -> anyhow::Result<Self> {
+        let catalog = match crate::catalog::Catalog::load(ctx.config.catalog_dirs.clone()) {
+            Ok(c) => Some(Arc::new(c)),
+            Err(e) => {
+                tracing::error!(error = %e, "app catalog unavailable");
+                None
+            }
+        };
+        let hosts = crate::pve::Hosts::from_context(&ctx);
+        Self::with_parts(ctx, limits, catalog, hosts)
+    }
+
+    /// State over parts shared with the platform (the daemon passes the same catalog and
+    /// host registry to both, so reloads and host edits are seen by deploys).
+    pub fn with_parts(
+        ctx: Context,
+        limits: Limits,
+        catalog: Option<Arc<crate::catalog::Catalog>>,
+        hosts: crate::pve::Hosts,
+    ) -> anyhow::Result<Self> {
         let api = &ctx.config.api;
         let tokens = TokenService::load(&ctx.store, &ctx.secrets, api.access_token_secs, api.refresh_token_secs)?;
         let secure_cookies = api.tls;
@@ -80,14 +99,6 @@ impl ApiState {
                 None
             }
         };
-        let catalog = match crate::catalog::Catalog::load(ctx.config.catalog_dirs.clone()) {
-            Ok(c) => Some(Arc::new(c)),
-            Err(e) => {
-                tracing::error!(error = %e, "app catalog unavailable");
-                None
-            }
-        };
-        let hosts = crate::pve::Hosts::from_context(&ctx);
         Ok(ApiState(Arc::new(Inner {
             ctx,
             tokens,
