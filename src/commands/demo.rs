@@ -38,11 +38,12 @@ pub fn run(args: DemoArgs, log_format: Option<LogFormat>) -> anyhow::Result<()> 
         let store = crate::store::Store::open(&config.db_path())?;
         crate::api::auth::users::ensure_admin(&store, &args.admin_user, &admin_password)?;
     }
+    let scheme = if config.api.tls { "https" } else { "http" };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().worker_threads(2).build()?;
     runtime.block_on(async move {
         let supervisor = crate::daemon::start(config).await?;
         println!("Proximity demo (data in {})", data_dir.display());
-        println!("  UI/API   http://{}", args.api_listen);
+        println!("  UI/API   {scheme}://{}", args.api_listen);
         println!("  DNS      {}", args.dns_listen);
         println!("  login    {} / {}", args.admin_user, admin_password);
         println!(
