@@ -236,6 +236,13 @@ async fn full_lifecycle_against_the_simulator() {
         plan.reservations.is_empty() && plan.routes.is_empty() && plan.forwards.is_empty(),
         "{plan:?}"
     );
+    let metrics = env.ctx.metrics.render();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("proximity_jobs_total") && l.contains("deploy") && l.contains("succeeded")),
+        "{metrics}"
+    );
     drop(env);
     sim.shutdown().await;
 }
