@@ -22,13 +22,14 @@ pub async fn start_with(ctx: Context) -> anyhow::Result<Supervisor> {
     // Platform: persistent jobs (interrupted ones resumed or failed first), deploy
     // pipeline and scheduler. The API gets `platform` for its app routes.
     let platform = start_platform(&ctx, &mut sup)?;
-    let _ = &platform;
 
     let api_listeners = crate::api::bind(&ctx)?;
     for l in &api_listeners {
         tracing::info!(service = "api", addr = %l.local_addr()?, "listening");
     }
-    sup.spawn("api", crate::api::run(ctx.clone(), api_listeners));
+    let api = crate::api::ApiState::new(ctx.clone())?;
+    api.set_platform(platform);
+    sup.spawn("api", crate::api::run_with(api, api_listeners));
     Ok(sup)
 }
 

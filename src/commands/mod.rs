@@ -5,6 +5,7 @@ pub mod db;
 pub mod demo;
 pub mod pve_sim;
 pub mod serve;
+pub mod user;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -27,7 +28,7 @@ pub fn main() -> ExitCode {
         Command::Demo(args) => demo::run(args, log_format),
         Command::PveSim(args) => pve_sim::run(args, log_format),
         Command::Install(_) => not_yet("install", "the one-shot installer"),
-        Command::User(_) => not_yet("user", "user management"),
+        Command::User(cmd) => user::run(cmd),
         Command::Config(ConfigCommand::Check { file }) => return config_check(&file),
         Command::Config(ConfigCommand::Defaults) => {
             print!("{}", toml::to_string(&crate::config::ConfigFile::default()).unwrap_or_default());

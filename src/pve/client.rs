@@ -497,23 +497,7 @@ impl Client {
                 message: format!("response is not JSON ({} bytes)", bytes.len()),
             });
         }
-        let body = body.unwrap_or(serde_json::Value::Null);
-        let message = body
-            .get("message")
-            .and_then(|m| m.as_str())
-            .map(|m| m.trim().to_string())
-            .filter(|m| !m.is_empty())
-            .unwrap_or(reason);
-        let mut errors = std::collections::BTreeMap::new();
-        if let Some(map) = body.get("errors").and_then(|e| e.as_object()) {
-            for (k, v) in map {
-                errors.insert(
-                    k.clone(),
-                    super::perl::value_string(v).unwrap_or_else(|| v.to_string()).trim().to_string(),
-                );
-            }
-        }
-        Err(Error::from_status(status.as_u16(), &message, errors))
+        Err(error_from_reply(status.as_u16(), &reason, &body.unwrap_or(serde_json::Value::Null)))
     }
 
     /// Authenticated request with retries for GET and one re-login on 401 (ticket auth).
@@ -827,6 +811,27 @@ fn upid_or_none(path: &str, v: serde_json::Value) -> Result<Option<Upid>, Error>
             message: e.to_string(),
         }),
     }
+}
+
+/// The error for a non-success reply: the message is the body's `message` (PVE >= 8.3) or the
+/// HTTP reason phrase; `errors` carries parameter errors.
+pub fn error_from_reply(status: u16, reason: &str, body: &serde_json::Value) -> Error {
+    let message = body
+        .get("message")
+        .and_then(|m| m.as_str())
+        .map(|m| m.trim().to_string())
+        .filter(|m| !m.is_empty())
+        .unwrap_or_else(|| reason.trim().to_string());
+    let mut errors = std::collections::BTreeMap::new();
+    if let Some(map) = body.get("errors").and_then(|e| e.as_object()) {
+        for (k, v) in map {
+            errors.insert(
+                k.clone(),
+                super::perl::value_string(v).unwrap_or_else(|| v.to_string()).trim().to_string(),
+            );
+        }
+    }
+    Error::from_status(status, &message, errors)
 }
 
 /// Decode the `data` member of a Proxmox reply (null decodes as `()`/`Value::Null`).

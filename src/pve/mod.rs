@@ -5,6 +5,8 @@
 
 pub mod client;
 pub mod error;
+#[cfg(test)]
+mod golden_tests;
 pub mod hosts;
 pub mod perl;
 pub mod ssh;
