@@ -150,6 +150,11 @@ async fn full_lifecycle_against_the_simulator() {
     // Job logs are structured and stored.
     let logs = p.jobs().logs(&job.id).unwrap();
     assert!(logs.iter().any(|l| l.step.as_deref() == Some("create_ct")), "{logs:?}");
+    assert!(
+        logs.iter()
+            .any(|l| l.step.as_deref() == Some("create_ct") && l.message.starts_with("task: ")),
+        "PVE task log lines are in the job log: {logs:?}"
+    );
 
     // Stop.
     let j = p.action(&me, &app.id, Action::Stop).await.unwrap();

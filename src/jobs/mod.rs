@@ -257,6 +257,14 @@ impl StepCx {
         let id = self.id();
         self.jobs.append_log(&id, level, step, message.into());
     }
+    /// An owned logger for this job's current step (for callbacks that outlive `&self`).
+    pub fn logger(&self) -> JobLogger {
+        JobLogger {
+            jobs: self.jobs.clone(),
+            id: self.id(),
+            step: self.step.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+        }
+    }
     /// Info line.
     pub fn info(&self, message: impl Into<String>) {
         self.log(LogLevel::Info, message)
@@ -264,6 +272,21 @@ impl StepCx {
     /// Warning line.
     pub fn warn(&self, message: impl Into<String>) {
         self.log(LogLevel::Warn, message)
+    }
+}
+
+/// Appends log lines to one job step; cheap to clone.
+#[derive(Clone)]
+pub struct JobLogger {
+    jobs: Jobs,
+    id: String,
+    step: Option<String>,
+}
+
+impl JobLogger {
+    /// Append a line (stored and published as `job.log`).
+    pub fn log(&self, level: LogLevel, message: impl Into<String>) {
+        self.jobs.append_log(&self.id, level, self.step.clone(), message.into());
     }
 }
 
