@@ -150,6 +150,11 @@ async fn full_lifecycle_against_the_simulator() {
     // Job logs are structured and stored.
     let logs = p.jobs().logs(&job.id).unwrap();
     assert!(logs.iter().any(|l| l.step.as_deref() == Some("create_ct")), "{logs:?}");
+    assert!(
+        logs.iter()
+            .any(|l| l.step.as_deref() == Some("create_ct") && l.message.starts_with("task: ")),
+        "PVE task log lines are in the job log: {logs:?}"
+    );
 
     // Stop.
     let j = p.action(&me, &app.id, Action::Stop).await.unwrap();
@@ -235,6 +240,13 @@ async fn full_lifecycle_against_the_simulator() {
     assert!(
         plan.reservations.is_empty() && plan.routes.is_empty() && plan.forwards.is_empty(),
         "{plan:?}"
+    );
+    let metrics = env.ctx.metrics.render();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("proximity_jobs_total") && l.contains("deploy") && l.contains("succeeded")),
+        "{metrics}"
     );
     drop(env);
     sim.shutdown().await;

@@ -243,7 +243,7 @@ impl Default for JobsWire {
     }
 }
 
-/// `[schedule]`: five-field cron expressions (minute hour day month weekday), local time.
+/// `[schedule]`: five-field cron expressions (minute hour day month weekday), UTC.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ScheduleWire {

@@ -175,6 +175,7 @@ struct Inner {
     sched: Mutex<Sched>,
     notify: Notify,
     log_seq: AtomicU64,
+    metrics: std::sync::OnceLock<crate::telemetry::Metrics>,
 }
 
 /// Handle to the jobs engine; cheap to clone.
@@ -256,6 +257,14 @@ impl StepCx {
         let id = self.id();
         self.jobs.append_log(&id, level, step, message.into());
     }
+    /// An owned logger for this job's current step (for callbacks that outlive `&self`).
+    pub fn logger(&self) -> JobLogger {
+        JobLogger {
+            jobs: self.jobs.clone(),
+            id: self.id(),
+            step: self.step.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+        }
+    }
     /// Info line.
     pub fn info(&self, message: impl Into<String>) {
         self.log(LogLevel::Info, message)
@@ -263,6 +272,21 @@ impl StepCx {
     /// Warning line.
     pub fn warn(&self, message: impl Into<String>) {
         self.log(LogLevel::Warn, message)
+    }
+}
+
+/// Appends log lines to one job step; cheap to clone.
+#[derive(Clone)]
+pub struct JobLogger {
+    jobs: Jobs,
+    id: String,
+    step: Option<String>,
+}
+
+impl JobLogger {
+    /// Append a line (stored and published as `job.log`).
+    pub fn log(&self, level: LogLevel, message: impl Into<String>) {
+        self.jobs.append_log(&self.id, level, self.step.clone(), message.into());
     }
 }
 
@@ -282,8 +306,32 @@ impl Jobs {
                 }),
                 notify: Notify::new(),
                 log_seq: AtomicU64::new(0),
+                metrics: std::sync::OnceLock::new(),
             }),
         }
+    }
+
+    /// Report job counts and durations to `metrics` (`proximity_jobs_total{kind,state}`,
+    /// `proximity_job_duration_seconds{kind}`, `proximity_jobs_queued`, `proximity_jobs_running`).
+    pub fn set_metrics(&self, metrics: crate::telemetry::Metrics) {
+        let _ = self.inner.metrics.set(metrics);
+    }
+
+    fn record_metrics(&self, job: &Job) {
+        let Some(m) = self.inner.metrics.get() else { return };
+        m.counter(
+            "proximity_jobs_total",
+            "Jobs finished, by kind and final state.",
+            &[("kind", job.kind.as_str()), ("state", job.state.as_str())],
+        )
+        .inc();
+        if let (Some(a), Some(b)) = (job.started_at, job.finished_at) {
+            m.histogram("proximity_job_duration_seconds", "Job run time.", &[("kind", job.kind.as_str())])
+                .observe((b - a) as f64 / 1000.0);
+        }
+        let (q, r) = self.load();
+        m.gauge("proximity_jobs_queued", "Jobs waiting.", &[]).set(q as i64);
+        m.gauge("proximity_jobs_running", "Jobs running.", &[]).set(r as i64);
     }
 
     fn sched(&self) -> std::sync::MutexGuard<'_, Sched> {
@@ -685,6 +733,7 @@ impl Jobs {
             ),
         );
         self.publish_state(&job);
+        self.record_metrics(&job);
     }
 
     /// Fail jobs stuck in `running` for more than `max_age_ms` (they are cancelled if a

@@ -438,6 +438,7 @@ impl Platform {
     }
 
     fn build(ctx: Context, catalog: Arc<dyn AppCatalog>, hosts: HostSource, jobs: Jobs) -> Platform {
+        jobs.set_metrics(ctx.metrics.clone());
         // reqwest is built without a default TLS provider; the process-wide one is ring.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let http = reqwest::Client::builder()

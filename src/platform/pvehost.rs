@@ -10,6 +10,11 @@ use crate::pve::{Client, Error, Hosts, Params, SshExec};
 
 use super::backend::*;
 
+tokio::task_local! {
+    /// Job logger of the step running on this task (set by the step runner).
+    pub static TASK_LOG: crate::jobs::JobLogger;
+}
+
 /// How long a PVE task may run before the step fails.
 const TASK_TIMEOUT: Duration = Duration::from_secs(600);
 
@@ -57,7 +62,17 @@ impl PveBackend {
     }
 
     async fn wait(&self, upid: crate::pve::Upid) -> PveResult<()> {
-        self.client.wait_task(&upid, TASK_TIMEOUT).await.map(|_| ()).map_err(fail)
+        // Task log lines go to the job log of the step that started the task, if any.
+        let sink = TASK_LOG.try_with(|l| l.clone()).ok();
+        self.client
+            .wait_task_with(&upid, TASK_TIMEOUT, |line| {
+                if let Some(l) = &sink {
+                    l.log(crate::jobs::LogLevel::Debug, format!("task: {}", line.t));
+                }
+            })
+            .await
+            .map(|_| ())
+            .map_err(fail)
     }
 
     async fn session(&self) -> PveResult<Arc<SshExec>> {

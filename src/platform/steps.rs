@@ -763,6 +763,16 @@ impl Runner {
 #[async_trait::async_trait]
 impl Handler for Runner {
     async fn run_step(&self, cx: &StepCx, step: &str) -> StepResult {
+        super::pvehost::TASK_LOG.scope(cx.logger(), self.dispatch(cx, step)).await
+    }
+
+    async fn finished(&self, cx: &StepCx, job: &Job) {
+        self.finish(cx, job).await;
+    }
+}
+
+impl Runner {
+    async fn dispatch(&self, cx: &StepCx, step: &str) -> StepResult {
         let kind = cx.kind();
         match (kind, step) {
             (JobKind::Reconcile, _) => {
@@ -855,10 +865,6 @@ impl Handler for Runner {
             (_, "ports") => self.adopt_ports(cx).await,
             (k, s) => Err(StepError::new(format!("unknown step {s} for a {} job", k.as_str()))),
         }
-    }
-
-    async fn finished(&self, cx: &StepCx, job: &Job) {
-        self.finish(cx, job).await;
     }
 }
 
