@@ -19,6 +19,15 @@ pub async fn start(config: Config) -> anyhow::Result<Supervisor> {
 pub async fn start_with(ctx: Context) -> anyhow::Result<Supervisor> {
     let mut sup = Supervisor::new(ctx.clone());
 
+    // Proxmox hosts: seed the registry from `[[pve_hosts]]`, then keep node state fresh.
+    let hosts = crate::pve::Hosts::from_context(&ctx);
+    let seeded = hosts.seed_from_config(&ctx.config.pve_hosts).context("seeding [[pve_hosts]]")?;
+    tracing::info!(service = "pve-sync", hosts = seeded, "Proxmox hosts seeded from the configuration");
+    sup.spawn(
+        "pve-sync",
+        crate::pve::hosts::run_sync(ctx.clone(), hosts, std::time::Duration::from_secs(60)),
+    );
+
     let api_listeners = crate::api::bind(&ctx)?;
     for l in &api_listeners {
         tracing::info!(service = "api", addr = %l.local_addr()?, "listening");

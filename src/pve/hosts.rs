@@ -540,6 +540,43 @@ impl Hosts {
     }
 }
 
+/// Background service: sync every host's nodes (online state, free memory) now and then
+/// every `interval`, publishing `proximity_pve_host_online` and `proximity_pve_node_online`
+/// gauges, until `ctx.shutdown` is cancelled. Sync failures are logged and retried.
+pub async fn run_sync(ctx: crate::supervisor::Context, hosts: Hosts, interval: Duration) -> anyhow::Result<()> {
+    loop {
+        let results = tokio::select! {
+            _ = ctx.shutdown.cancelled() => return Ok(()),
+            r = hosts.sync_all() => r,
+        };
+        for (name, result) in results {
+            let online = result.is_ok();
+            ctx.metrics
+                .gauge(
+                    "proximity_pve_host_online",
+                    "1 when the Proxmox host answered the last sync",
+                    &[("host", &name)],
+                )
+                .set(online as i64);
+            if let Ok(rec) = result {
+                for n in &rec.nodes {
+                    ctx.metrics
+                        .gauge(
+                            "proximity_pve_node_online",
+                            "1 when the Proxmox node was online at the last sync",
+                            &[("host", &name), ("node", &n.node)],
+                        )
+                        .set(n.online as i64);
+                }
+            }
+        }
+        tokio::select! {
+            _ = ctx.shutdown.cancelled() => return Ok(()),
+            _ = tokio::time::sleep(interval) => {}
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
