@@ -1,6 +1,9 @@
 //! Integration tests of the Proxmox client and SSH executor against the in-process
 //! simulator (`proximity::sim`), over real HTTPS and SSH on loopback with ephemeral ports.
 
+mod common;
+
+use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -791,4 +794,75 @@ async fn ssh_host_key_change_is_refused() {
     ));
     a.sim.shutdown().await;
     b.sim.shutdown().await;
+}
+
+/// The real `proximity pve-sim` binary: parse its printed fingerprint and credentials, then
+/// use both auth modes and SSH (key authorized through `<state_dir>/authorized_keys`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_pve_sim_binary() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let (api_port, ssh_port) = (common::free_port(), common::free_port());
+    let mut cmd = Command::new(common::bin());
+    cmd.args([
+        "pve-sim",
+        "--listen",
+        &format!("127.0.0.1:{api_port}"),
+        "--ssh-listen",
+        &format!("127.0.0.1:{ssh_port}"),
+    ])
+    .args([
+        "--nodes",
+        "2",
+        "--root-password",
+        "cli-root-pw",
+        "--token-secret",
+        "11111111-2222-3333-4444-555555555555",
+    ])
+    .arg("--state-dir")
+    .arg(&state);
+    let mut p = common::Proc::spawn(cmd);
+    let ready = tokio::task::block_in_place(|| p.wait_ready());
+    assert!(ready.contains(&format!("api=127.0.0.1:{api_port}")), "{ready}");
+    let fp = p
+        .seen
+        .iter()
+        .find_map(|l| l.strip_prefix("fingerprint "))
+        .expect("fingerprint line")
+        .trim()
+        .to_string();
+    let base = format!("https://127.0.0.1:{api_port}");
+    let token = Client::new(ClientConfig {
+        base_url: base.clone(),
+        auth: Auth::Token {
+            id: "root@pam!proximity".into(),
+            secret: "11111111-2222-3333-4444-555555555555".into(),
+        },
+        tls: Tls::Fingerprint(fp.clone()),
+        timeout: Duration::from_secs(10),
+    })
+    .unwrap();
+    let nodes = token.nodes().await.unwrap();
+    assert_eq!(nodes.len(), 2);
+    let ticket = Client::new(ClientConfig {
+        base_url: base,
+        auth: Auth::Ticket {
+            user: "root@pam".into(),
+            password: "cli-root-pw".into(),
+        },
+        tls: Tls::Fingerprint(fp),
+        timeout: Duration::from_secs(10),
+    })
+    .unwrap();
+    assert_eq!(ticket.version().await.unwrap(), token.version().await.unwrap());
+    let key = SshKey::generate();
+    std::fs::write(state.join("authorized_keys"), format!("{}\n", key.public_openssh())).unwrap();
+    let ssh = SshExec::connect(&format!("127.0.0.1:{ssh_port}"), "root", &key, Arc::new(MemoryHostKeys::default()))
+        .await
+        .unwrap();
+    let out = ssh.exec(&["pct", "status", "4242"]).await.unwrap();
+    assert_ne!(out.status, 0, "{out:?}");
+    let out = ssh.exec(&["uname", "-a"]).await.unwrap();
+    assert_eq!(out.status, 127);
+    ssh.close().await;
 }
