@@ -14,6 +14,7 @@ pub mod plan;
 pub mod pve;
 pub mod registry;
 pub mod secrets;
+pub mod sim;
 pub mod store;
 pub mod supervisor;
 pub mod telemetry;

@@ -2,6 +2,7 @@
 
 pub mod db;
 pub mod demo;
+pub mod pve_sim;
 pub mod serve;
 
 use std::path::{Path, PathBuf};
@@ -23,7 +24,7 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve::run(args, log_format),
         Command::Demo(args) => demo::run(args, log_format),
-        Command::PveSim(_) => not_yet("pve-sim", "the Proxmox VE simulator"),
+        Command::PveSim(args) => pve_sim::run(args, log_format),
         Command::Install(_) => not_yet("install", "the one-shot installer"),
         Command::User(_) => not_yet("user", "user management"),
         Command::Config(ConfigCommand::Check { file }) => return config_check(&file),
