@@ -586,6 +586,9 @@ async fn node_offline_retries_and_placement() {
     assert!(matches!(hosts.place(Some("pve2"), 0), Err(Error::NodeOffline { .. })));
     assert_eq!(hosts.place(Some("pve1"), 0).unwrap().node, "pve1");
     assert_eq!(hosts.host_of_node("pve3").unwrap().name, "sim");
+    let (rec, client) = hosts.client_for_node("pve1").unwrap();
+    assert_eq!(rec.name, "sim");
+    assert_eq!(client.lxc_list("pve1").await.unwrap().len(), 0);
 
     // GET is retried on 503; a POST is sent once.
     env.sim.set_faults(Faults {
@@ -702,6 +705,17 @@ async fn ssh_exec_push_set_and_exit_codes() {
     assert!(lines.iter().all(|(s, _)| *s == OutputStream::Stdout));
     assert_eq!(lines[1].1, "  web:");
     ssh.close().await;
+
+    // A dropped SSH connection is a clear error, not a hang or a fake exit status.
+    env.sim.set_faults(Faults {
+        ssh_drop_after_ms: Some(700),
+        ..Default::default()
+    });
+    let ssh = SshExec::connect(&endpoint, "root", &key, pins.clone()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let dropped = ssh.pct_exec(130, &["hostname"]).await;
+    assert!(matches!(dropped, Err(Error::Ssh { .. })), "{dropped:?}");
+    env.sim.set_faults(Faults::default());
     env.sim.shutdown().await;
 }
 

@@ -521,6 +521,13 @@ impl Hosts {
             })
     }
 
+    /// The host holding `node` and its API client.
+    pub fn client_for_node(&self, node: &str) -> Result<(HostRecord, Client), Error> {
+        let rec = self.host_of_node(node)?;
+        let client = self.client(&rec.name)?;
+        Ok((rec, client))
+    }
+
     /// Choose where to place a container (see [`choose_node`]).
     pub fn place(&self, requested: Option<&str>, min_free_mem: u64) -> Result<Placement, Error> {
         choose_node(&self.nodes()?, requested, min_free_mem)
