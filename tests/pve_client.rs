@@ -880,3 +880,57 @@ async fn real_pve_sim_binary() {
     assert_eq!(out.status, 127);
     ssh.close().await;
 }
+
+/// Older PVE wire formats (numbers as strings, errors only in the reason phrase) and the
+/// request timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn legacy_wire_formats_and_request_timeout() {
+    let env = start_sim(1).await;
+    let c = token_client(&env.sim);
+    let template = alpine_template(&c, "pve1").await;
+    create_ct(&c, "pve1", 160, &template, "legacy").await;
+    let u = c.lxc_start("pve1", 160).await.unwrap();
+    c.wait_task(&u, WAIT).await.unwrap();
+    env.sim.set_faults(Faults {
+        string_numbers: true,
+        legacy_errors: true,
+        ..Default::default()
+    });
+    let list = c.lxc_list("pve1").await.unwrap();
+    assert_eq!(list.iter().find(|x| x.name.as_deref() == Some("legacy")).unwrap().vmid, 160);
+    assert!(c.lxc_status("pve1", 160).await.unwrap().is_running());
+    assert_eq!(c.next_id().await.unwrap(), 100, "lowest free id, sent as a string");
+    match c.lxc_start("pve1", 160).await {
+        Err(Error::Conflict { message }) => assert_eq!(message, "CT 160 already running"),
+        other => panic!("message must come from the reason phrase: {other:?}"),
+    }
+
+    env.sim.set_faults(Faults {
+        latency_ms: 1500,
+        ..Default::default()
+    });
+    let slow = Client::with_options(
+        ClientConfig {
+            base_url: env.sim.base_url(),
+            auth: Auth::Token {
+                id: env.sim.token_id.clone(),
+                secret: env.sim.token_secret.clone(),
+            },
+            tls: Tls::Fingerprint(env.sim.fingerprint.clone()),
+            timeout: Duration::from_millis(400),
+        },
+        ClientOptions {
+            retries: 0,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    match slow.version().await {
+        Err(Error::Transport { message, .. }) => assert!(message.contains("timed out"), "{message}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(started.elapsed() < Duration::from_millis(1400));
+    env.sim.set_faults(Faults::default());
+    env.sim.shutdown().await;
+}
