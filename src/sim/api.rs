@@ -251,7 +251,11 @@ async fn handle_inner(sim: &Arc<Sim>, req: Request<Incoming>, faults: &Faults) -
     };
 
     // Authentication.
-    let who = if ep.path == "/access/ticket" {
+    let token_header = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.starts_with("PVEAPIToken"));
+    let who = if ep.path == "/access/ticket" && !token_header {
         Identity {
             user: String::new(),
             token: None,

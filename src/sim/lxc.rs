@@ -723,7 +723,9 @@ pub fn put_config(sim: &Arc<Sim>, r: &Req) -> ApiResult {
 pub fn pending(sim: &Arc<Sim>, r: &Req) -> ApiResult {
     let st = sim.state.lock().expect("state");
     let ct = get_ct(&st, &r.node(), r.vmid())?;
-    let mut out: Vec<Value> = ct.config.iter().map(|(k, v)| json!({"key": k, "value": v})).collect();
+    // Pending values come straight from the config file parser: strings.
+    let text = |v: &Value| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string());
+    let mut out: Vec<Value> = ct.config.iter().map(|(k, v)| json!({"key": k, "value": text(v)})).collect();
     out.push(json!({"key": "digest", "value": digest(&ct.config)}));
     Ok(Reply::data(Value::Array(out)))
 }

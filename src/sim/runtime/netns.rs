@@ -148,9 +148,7 @@ impl Core {
                     };
                     let script = self.script.to_string_lossy().into_owned();
                     let host = format!("hostname:{}", spec.hostname);
-                    args.extend([
-                        "-i", "eth0", "-f", "-q", "-n", "-t", "8", "-T", "1", "-A", "1", "-s", &script, "-x", &host,
-                    ]);
+                    args.extend(["-i", "eth0", "-f", "-q", "-n", "-t", "8", "-T", "1", "-s", &script, "-x", &host]);
                     let mut full = vec!["netns", "exec", &ns, prog];
                     full.extend(args.iter().copied());
                     run("ip", &full).map_err(|e| format!("DHCP failed on eth0: {e}"))?;
