@@ -348,7 +348,7 @@ async fn ticket_auth_csrf_and_renewal() {
     let c = ticket_client(
         &env.sim,
         ClientOptions {
-            ticket_renew_after: Duration::from_millis(300),
+            ticket_renew_after: Duration::from_millis(1000),
             ..opts()
         },
     );
@@ -371,12 +371,12 @@ async fn ticket_auth_csrf_and_renewal() {
         Some("1")
     );
     // After the threshold the ticket is renewed before the next call.
-    tokio::time::sleep(Duration::from_millis(400)).await;
-    assert!(c.ticket_age().await.unwrap() >= Duration::from_millis(400));
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert!(c.ticket_age().await.unwrap() >= Duration::from_millis(1100));
     c.nodes().await.unwrap();
     let renewed = c.ticket_age().await.unwrap();
     assert!(
-        renewed < Duration::from_millis(300),
+        renewed < Duration::from_millis(1000),
         "ticket renewed (age {renewed:?}, first {first:?})"
     );
     let u = c.lxc_start("pve1", 150).await.unwrap();
@@ -708,11 +708,11 @@ async fn ssh_exec_push_set_and_exit_codes() {
 
     // A dropped SSH connection is a clear error, not a hang or a fake exit status.
     env.sim.set_faults(Faults {
-        ssh_drop_after_ms: Some(700),
+        ssh_drop_after_ms: Some(1500),
         ..Default::default()
     });
     let ssh = SshExec::connect(&endpoint, "root", &key, pins.clone()).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
     let dropped = ssh.pct_exec(130, &["hostname"]).await;
     assert!(matches!(dropped, Err(Error::Ssh { .. })), "{dropped:?}");
     env.sim.set_faults(Faults::default());
