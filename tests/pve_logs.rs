@@ -146,7 +146,7 @@ async fn session(dir: &std::path::Path) -> (String, String) {
     // SSH with the stored appliance key.
     let key: SshKey = hosts.ssh_key().unwrap();
     sim.authorize_ssh_key(&key.public_openssh()).unwrap();
-    let ssh: SshExec = hosts.ssh("sim").await.unwrap();
+    let (_, ssh): (_, SshExec) = hosts.ssh_for_node("pve1").await.unwrap();
     let out = ssh.pct_exec(101, &["echo", "hello"]).await.unwrap();
     assert_eq!(out.stdout, "hello\n");
     ssh.close().await;

@@ -538,6 +538,15 @@ impl Hosts {
         SshKey::load_or_create(&self.store, &self.secrets)
     }
 
+    /// An SSH session for `pct` commands on `node`: the SSH endpoint of the host holding it
+    /// (the simulator serves a whole cluster on one endpoint; a real multi-node cluster
+    /// needs one registered host per node that runs apps).
+    pub async fn ssh_for_node(&self, node: &str) -> Result<(HostRecord, SshExec), Error> {
+        let rec = self.host_of_node(node)?;
+        let ssh = self.ssh(&rec.name).await?;
+        Ok((rec, ssh))
+    }
+
     /// An SSH session to a host (host key pinned in redb on first use).
     pub async fn ssh(&self, name: &str) -> Result<SshExec, Error> {
         let rec = self.require(name)?;
