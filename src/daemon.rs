@@ -25,6 +25,10 @@ pub async fn start_with(ctx: Context) -> anyhow::Result<Supervisor> {
     let catalog = std::sync::Arc::new(crate::catalog::Catalog::load(ctx.config.catalog_dirs.clone()).context("loading the app catalog")?);
     let hosts = crate::pve::Hosts::from_context(&ctx);
     let platform = start_platform(&ctx, &mut sup, catalog.clone(), hosts.clone())?;
+    sup.spawn(
+        "pve-sync",
+        crate::pve::hosts::run_sync(ctx.clone(), hosts.clone(), std::time::Duration::from_secs(60)),
+    );
 
     let api_listeners = crate::api::bind(&ctx)?;
     for l in &api_listeners {

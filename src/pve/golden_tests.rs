@@ -245,9 +245,11 @@ fn version_get(v: &Value) {
     }
 }
 
+type Checker = (&'static str, fn(&Value));
+
 #[test]
 fn every_sample_file_decodes() {
-    let checkers: &[(&str, fn(&Value))] = &[
+    let checkers: &[Checker] = &[
         ("access_ticket_post.json", access_ticket_post),
         ("aplinfo_get.json", aplinfo_get),
         ("cluster_nextid.json", cluster_nextid),

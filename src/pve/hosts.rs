@@ -521,6 +521,13 @@ impl Hosts {
             })
     }
 
+    /// The host holding `node` and its API client.
+    pub fn client_for_node(&self, node: &str) -> Result<(HostRecord, Client), Error> {
+        let rec = self.host_of_node(node)?;
+        let client = self.client(&rec.name)?;
+        Ok((rec, client))
+    }
+
     /// Choose where to place a container (see [`choose_node`]).
     pub fn place(&self, requested: Option<&str>, min_free_mem: u64) -> Result<Placement, Error> {
         choose_node(&self.nodes()?, requested, min_free_mem)
@@ -531,12 +538,58 @@ impl Hosts {
         SshKey::load_or_create(&self.store, &self.secrets)
     }
 
+    /// An SSH session for `pct` commands on `node`: the SSH endpoint of the host holding it
+    /// (the simulator serves a whole cluster on one endpoint; a real multi-node cluster
+    /// needs one registered host per node that runs apps).
+    pub async fn ssh_for_node(&self, node: &str) -> Result<(HostRecord, SshExec), Error> {
+        let rec = self.host_of_node(node)?;
+        let ssh = self.ssh(&rec.name).await?;
+        Ok((rec, ssh))
+    }
+
     /// An SSH session to a host (host key pinned in redb on first use).
     pub async fn ssh(&self, name: &str) -> Result<SshExec, Error> {
         let rec = self.require(name)?;
         let key = self.ssh_key()?;
         let endpoint = rec.ssh_endpoint()?;
         SshExec::connect(&endpoint, &rec.ssh_user, &key, Arc::new(RedbHostKeys::new(self.store.clone()))).await
+    }
+}
+
+/// Background service: sync every host's nodes (online state, free memory) now and then
+/// every `interval`, publishing `proximity_pve_host_online` and `proximity_pve_node_online`
+/// gauges, until `ctx.shutdown` is cancelled. Sync failures are logged and retried.
+pub async fn run_sync(ctx: crate::supervisor::Context, hosts: Hosts, interval: Duration) -> anyhow::Result<()> {
+    loop {
+        let results = tokio::select! {
+            _ = ctx.shutdown.cancelled() => return Ok(()),
+            r = hosts.sync_all() => r,
+        };
+        for (name, result) in results {
+            let online = result.is_ok();
+            ctx.metrics
+                .gauge(
+                    "proximity_pve_host_online",
+                    "1 when the Proxmox host answered the last sync",
+                    &[("host", &name)],
+                )
+                .set(online as i64);
+            if let Ok(rec) = result {
+                for n in &rec.nodes {
+                    ctx.metrics
+                        .gauge(
+                            "proximity_pve_node_online",
+                            "1 when the Proxmox node was online at the last sync",
+                            &[("host", &name), ("node", &n.node)],
+                        )
+                        .set(n.online as i64);
+                }
+            }
+        }
+        tokio::select! {
+            _ = ctx.shutdown.cancelled() => return Ok(()),
+            _ = tokio::time::sleep(interval) => {}
+        }
     }
 }
 

@@ -609,14 +609,15 @@ mod tests {
     fn capture_bounds_and_lines() {
         let mut lines = Vec::new();
         let mut f = |s: OutputStream, l: &str| lines.push((s, l.to_string()));
-        let mut sink: Option<LineSink<'_>> = Some(&mut f);
         let mut c = Capture::new(8);
-        c.push(b"hello\nwor", OutputStream::Stdout, &mut sink);
-        c.push(b"ld\r\nend", OutputStream::Stdout, &mut sink);
-        c.finish(OutputStream::Stdout, &mut sink);
+        {
+            let mut sink: Option<LineSink<'_>> = Some(&mut f);
+            c.push(b"hello\nwor", OutputStream::Stdout, &mut sink);
+            c.push(b"ld\r\nend", OutputStream::Stdout, &mut sink);
+            c.finish(OutputStream::Stdout, &mut sink);
+        }
         assert!(c.truncated);
         assert_eq!(c.buf, b"hello\nwo");
-        drop(sink);
         assert_eq!(
             lines.iter().map(|(_, l)| l.as_str()).collect::<Vec<_>>(),
             vec!["hello", "world", "end"]

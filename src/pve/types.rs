@@ -552,7 +552,7 @@ pub struct LxcInterface {
     /// Interface name.
     pub name: String,
     /// MAC address.
-    #[serde(default, alias = "hardware-address", deserialize_with = "perl::opt_string")]
+    #[serde(default, deserialize_with = "perl::opt_string")]
     pub hwaddr: Option<String>,
     /// IPv4 CIDR.
     #[serde(default, deserialize_with = "perl::opt_string")]
