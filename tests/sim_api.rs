@@ -566,3 +566,51 @@ async fn network_staging_and_faults() {
     admin("{}");
     sim.stop();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn extra_hosts_from_settings_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("sim.toml");
+    std::fs::write(&conf, "task_delay_ms = 5\ncluster_name = \"lab-a\"\n[[hosts]]\nlisten = \"127.0.0.1:0\"\nssh_listen = \"127.0.0.1:0\"\nnodes = 3\ncluster_name = \"lab-b\"\n").unwrap();
+    let mut sim = start_sim(&dir.path().join("state"), &["--config", conf.to_str().unwrap()]);
+    let line = sim
+        .proc
+        .seen
+        .iter()
+        .find(|l| l.starts_with("host 2 "))
+        .cloned()
+        .expect("extra host line");
+    let field = |k: &str| {
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix(&format!("{k}=")))
+            .unwrap()
+            .to_string()
+    };
+    let other = Api::new(&field("api"), Auth::Token(format!("PVEAPIToken=root@pam!proximity={}", sim.token)));
+    let nodes = other.call("GET", "/nodes", &[]).await;
+    assert_eq!(nodes.data().as_array().unwrap().len(), 3);
+    assert_eq!(nodes.data()[0]["ssl_fingerprint"].as_str().unwrap(), field("fingerprint"));
+    assert_ne!(field("fingerprint"), sim.fingerprint);
+    let t = Api::login(&field("api"), "root@pam", &sim.password).await;
+    assert_eq!(
+        t.call("POST", "/access/ticket", &[("username", "root@pam"), ("password", "x")])
+            .await
+            .status,
+        401
+    );
+    let ours = sim.token_client().call("GET", "/nodes", &[]).await;
+    assert_eq!(ours.data().as_array().unwrap().len(), 1);
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "colour = 1\n").unwrap();
+    let out = std::process::Command::new(common::bin())
+        .args(["pve-sim", "--listen", "127.0.0.1:0", "--ssh-listen", "127.0.0.1:0", "--config"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("colour"),
+        "{out:?}"
+    );
+    sim.proc.drain();
+    sim.stop();
+}
