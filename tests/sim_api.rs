@@ -563,6 +563,15 @@ async fn network_staging_and_faults() {
     assert_eq!(tok.call("GET", "/nodes/pve2/status", &[]).await.status, 596);
     let r = tok.call("GET", "/nodes/pve7/status", &[]).await;
     assert!(r.status == 500 && r.body["message"].as_str().unwrap().starts_with("hostname lookup 'pve7' failed"));
+    // Older-PVE mimicry: no `message` in error bodies, 401 delay, vmid as string in lists.
+    admin(r#"{"legacy_errors":true,"string_numbers":true,"auth_fail_delay_ms":300}"#);
+    let r = tok.call("GET", "/nodes/pve1/lxc/999/config", &[]).await;
+    assert_eq!((r.status, r.body.clone()), (500, json!({"data": null})));
+    assert_eq!(tok.curl_status_line("GET", "/nodes/pve1/lxc/999/config", &[]), "HTTP/1.1 500 Configuration file 'nodes/pve1/lxc/999.conf' does not exist");
+    let t0 = std::time::Instant::now();
+    let anon = Api::new(&sim.base(), Auth::None);
+    assert_eq!(anon.call("GET", "/version", &[]).await.status, 401);
+    assert!(t0.elapsed() >= Duration::from_millis(300));
     admin("{}");
     sim.stop();
 }
