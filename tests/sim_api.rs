@@ -298,6 +298,23 @@ async fn ct_lifecycle_ssh_compose_backup_restore() {
     assert_eq!(code, 200);
     assert!(body.contains("web") && body.contains("web1"), "{body}");
     assert_eq!(http_get(&format!("http://{ip}:8088/healthz")), (200, "ok\n".into()));
+    for cmd in [
+        "docker ps",
+        "docker version",
+        "docker compose -f /opt/proximity/web1/docker-compose.yml images",
+        "df -h",
+        "du -sh /opt",
+        "uptime",
+        "ls /opt/proximity/web1",
+    ] {
+        let o = ssh.exec(&format!("pct exec 101 -- {cmd}"), None).await;
+        assert_eq!(o.status, 0, "{cmd}: {o:?}");
+    }
+    assert!(ssh.exec("pct exec 101 -- docker ps", None).await.stdout.contains("web1-web-1"));
+    assert_eq!(
+        ssh.exec("pct exec 101 -- ls /opt/proximity/web1", None).await.stdout,
+        "docker-compose.yml\n"
+    );
     let o = ssh
         .exec(
             "pct exec 101 -- docker compose --project-directory /opt/proximity/web1 ps --format json",
@@ -567,7 +584,10 @@ async fn network_staging_and_faults() {
     admin(r#"{"legacy_errors":true,"string_numbers":true,"auth_fail_delay_ms":300}"#);
     let r = tok.call("GET", "/nodes/pve1/lxc/999/config", &[]).await;
     assert_eq!((r.status, r.body.clone()), (500, json!({"data": null})));
-    assert_eq!(tok.curl_status_line("GET", "/nodes/pve1/lxc/999/config", &[]), "HTTP/1.1 500 Configuration file 'nodes/pve1/lxc/999.conf' does not exist");
+    assert_eq!(
+        tok.curl_status_line("GET", "/nodes/pve1/lxc/999/config", &[]),
+        "HTTP/1.1 500 Configuration file 'nodes/pve1/lxc/999.conf' does not exist"
+    );
     let t0 = std::time::Instant::now();
     let anon = Api::new(&sim.base(), Auth::None);
     assert_eq!(anon.call("GET", "/version", &[]).await.status, 401);
