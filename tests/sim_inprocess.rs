@@ -57,7 +57,7 @@ async fn in_process_handle_faults_and_pty_shell() {
     ch.request_pty(true, "xterm", 80, 24, 0, 0, &[]).await.unwrap();
     ch.exec(true, "pct enter 140").await.unwrap();
     let marker = format!("hello-{}", std::process::id());
-    ch.data(format!("echo {marker}; ls /opt >/dev/null 2>&1; pwd\n").as_bytes())
+    ch.data(format!("echo r$RANDOM; echo {marker}; ls /opt >/dev/null 2>&1; pwd\n").as_bytes())
         .await
         .unwrap();
     ch.window_change(100, 30, 0, 0).await.unwrap();
@@ -70,6 +70,16 @@ async fn in_process_handle_faults_and_pty_shell() {
         }
     }
     assert!(printed(&seen), "shell output: {seen:?}");
+    let random_expanded = seen.lines().any(|l| {
+        l.trim()
+            .strip_prefix('r')
+            .is_some_and(|d| !d.is_empty() && d.chars().all(|c| c.is_ascii_digit()))
+    }) || seen.split("# ").any(|seg| {
+        seg.strip_prefix('r')
+            .and_then(|d| d.chars().next())
+            .is_some_and(|c| c.is_ascii_digit())
+    });
+    assert!(random_expanded, "$RANDOM must expand like in Alpine's ash: {seen:?}");
     ch.data(&b"exit\n"[..]).await.unwrap();
     let mut status = None;
     let deadline = Instant::now() + Duration::from_secs(10);

@@ -55,6 +55,16 @@ pub struct PtyShell {
     exited: Arc<std::sync::atomic::AtomicBool>,
 }
 
+/// Alpine CTs run busybox ash; use it when the host has busybox (it also knows `$RANDOM`).
+fn shell_argv() -> Vec<&'static str> {
+    for bb in ["/bin/busybox", "/usr/bin/busybox"] {
+        if std::path::Path::new(bb).exists() {
+            return vec![bb, "sh", "-i"];
+        }
+    }
+    vec!["/bin/sh", "-i"]
+}
+
 fn winsize(cols: u32, rows: u32) -> libc::winsize {
     libc::winsize {
         ws_row: rows.min(u16::MAX as u32) as u16,
@@ -99,7 +109,7 @@ impl PtyShell {
         }
         let master = unsafe { OwnedFd::from_raw_fd(master_fd) };
         let slave = unsafe { OwnedFd::from_raw_fd(slave_fd) };
-        let mut cmd = sim.runtime.command_in(vmid, &["/bin/sh", "-i"]);
+        let mut cmd = sim.runtime.command_in(vmid, &shell_argv());
         cmd.current_dir(&root)
             .env_clear()
             .env("HOME", root.join("root"))
