@@ -298,6 +298,23 @@ async fn ct_lifecycle_ssh_compose_backup_restore() {
     assert_eq!(code, 200);
     assert!(body.contains("web") && body.contains("web1"), "{body}");
     assert_eq!(http_get(&format!("http://{ip}:8088/healthz")), (200, "ok\n".into()));
+    for cmd in [
+        "docker ps",
+        "docker version",
+        "docker compose -f /opt/proximity/web1/docker-compose.yml images",
+        "df -h",
+        "du -sh /opt",
+        "uptime",
+        "ls /opt/proximity/web1",
+    ] {
+        let o = ssh.exec(&format!("pct exec 101 -- {cmd}"), None).await;
+        assert_eq!(o.status, 0, "{cmd}: {o:?}");
+    }
+    assert!(ssh.exec("pct exec 101 -- docker ps", None).await.stdout.contains("web1-web-1"));
+    assert_eq!(
+        ssh.exec("pct exec 101 -- ls /opt/proximity/web1", None).await.stdout,
+        "docker-compose.yml\n"
+    );
     let o = ssh
         .exec(
             "pct exec 101 -- docker compose --project-directory /opt/proximity/web1 ps --format json",
@@ -563,6 +580,66 @@ async fn network_staging_and_faults() {
     assert_eq!(tok.call("GET", "/nodes/pve2/status", &[]).await.status, 596);
     let r = tok.call("GET", "/nodes/pve7/status", &[]).await;
     assert!(r.status == 500 && r.body["message"].as_str().unwrap().starts_with("hostname lookup 'pve7' failed"));
+    // Older-PVE mimicry: no `message` in error bodies, 401 delay, vmid as string in lists.
+    admin(r#"{"legacy_errors":true,"string_numbers":true,"auth_fail_delay_ms":300}"#);
+    let r = tok.call("GET", "/nodes/pve1/lxc/999/config", &[]).await;
+    assert_eq!((r.status, r.body.clone()), (500, json!({"data": null})));
+    assert_eq!(
+        tok.curl_status_line("GET", "/nodes/pve1/lxc/999/config", &[]),
+        "HTTP/1.1 500 Configuration file 'nodes/pve1/lxc/999.conf' does not exist"
+    );
+    let t0 = std::time::Instant::now();
+    let anon = Api::new(&sim.base(), Auth::None);
+    assert_eq!(anon.call("GET", "/version", &[]).await.status, 401);
+    assert!(t0.elapsed() >= Duration::from_millis(300));
     admin("{}");
+    sim.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn extra_hosts_from_settings_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("sim.toml");
+    std::fs::write(&conf, "task_delay_ms = 5\ncluster_name = \"lab-a\"\n[[hosts]]\nlisten = \"127.0.0.1:0\"\nssh_listen = \"127.0.0.1:0\"\nnodes = 3\ncluster_name = \"lab-b\"\n").unwrap();
+    let mut sim = start_sim(&dir.path().join("state"), &["--config", conf.to_str().unwrap()]);
+    let line = sim
+        .proc
+        .seen
+        .iter()
+        .find(|l| l.starts_with("host 2 "))
+        .cloned()
+        .expect("extra host line");
+    let field = |k: &str| {
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix(&format!("{k}=")))
+            .unwrap()
+            .to_string()
+    };
+    let other = Api::new(&field("api"), Auth::Token(format!("PVEAPIToken=root@pam!proximity={}", sim.token)));
+    let nodes = other.call("GET", "/nodes", &[]).await;
+    assert_eq!(nodes.data().as_array().unwrap().len(), 3);
+    assert_eq!(nodes.data()[0]["ssl_fingerprint"].as_str().unwrap(), field("fingerprint"));
+    assert_ne!(field("fingerprint"), sim.fingerprint);
+    let t = Api::login(&field("api"), "root@pam", &sim.password).await;
+    assert_eq!(
+        t.call("POST", "/access/ticket", &[("username", "root@pam"), ("password", "x")])
+            .await
+            .status,
+        401
+    );
+    let ours = sim.token_client().call("GET", "/nodes", &[]).await;
+    assert_eq!(ours.data().as_array().unwrap().len(), 1);
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "colour = 1\n").unwrap();
+    let out = std::process::Command::new(common::bin())
+        .args(["pve-sim", "--listen", "127.0.0.1:0", "--ssh-listen", "127.0.0.1:0", "--config"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("colour"),
+        "{out:?}"
+    );
+    sim.proc.drain();
     sim.stop();
 }

@@ -57,7 +57,7 @@ async fn in_process_handle_faults_and_pty_shell() {
     ch.request_pty(true, "xterm", 80, 24, 0, 0, &[]).await.unwrap();
     ch.exec(true, "pct enter 140").await.unwrap();
     let marker = format!("hello-{}", std::process::id());
-    ch.data(format!("echo {marker}; ls /opt >/dev/null 2>&1; pwd\n").as_bytes())
+    ch.data(format!("echo r$RANDOM; echo {marker}; ls /opt >/dev/null 2>&1; pwd\n").as_bytes())
         .await
         .unwrap();
     ch.window_change(100, 30, 0, 0).await.unwrap();
@@ -70,6 +70,16 @@ async fn in_process_handle_faults_and_pty_shell() {
         }
     }
     assert!(printed(&seen), "shell output: {seen:?}");
+    let random_expanded = seen.lines().any(|l| {
+        l.trim()
+            .strip_prefix('r')
+            .is_some_and(|d| !d.is_empty() && d.chars().all(|c| c.is_ascii_digit()))
+    }) || seen.split("# ").any(|seg| {
+        seg.strip_prefix('r')
+            .and_then(|d| d.chars().next())
+            .is_some_and(|c| c.is_ascii_digit())
+    });
+    assert!(random_expanded, "$RANDOM must expand like in Alpine's ash: {seen:?}");
     ch.data(&b"exit\n"[..]).await.unwrap();
     let mut status = None;
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -84,6 +94,12 @@ async fn in_process_handle_faults_and_pty_shell() {
     let o = ssh.exec("pct enter 140", None).await;
     assert_eq!(o.status, 255, "pct enter without a pty is refused");
 
+    // A shell left open ends when the CT stops.
+    let mut ch2 = ssh.handle().channel_open_session().await.unwrap();
+    ch2.request_pty(true, "xterm", 80, 24, 0, 0, &[]).await.unwrap();
+    ch2.exec(true, "pct enter 140").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
     // Faults through the handle: slow tasks, SSH drops.
     h.set_faults(Faults {
         slow_task_ms: Some(400),
@@ -92,6 +108,15 @@ async fn in_process_handle_faults_and_pty_shell() {
     let t0 = Instant::now();
     api.run_ok("POST", "/nodes/pve2/lxc/140/status/stop", &[]).await;
     assert!(t0.elapsed() >= Duration::from_millis(400));
+    let mut ended = false;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !ended && Instant::now() < deadline {
+        match tokio::time::timeout(Duration::from_millis(500), ch2.wait()).await {
+            Ok(Some(russh::ChannelMsg::ExitStatus { .. })) | Ok(Some(russh::ChannelMsg::Close)) | Ok(None) => ended = true,
+            _ => {}
+        }
+    }
+    assert!(ended, "the shell of a stopped CT must end");
     h.set_faults(Faults {
         ssh_drop_after_ms: Some(300),
         ..Default::default()

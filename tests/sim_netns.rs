@@ -158,6 +158,22 @@ async fn netns_ct_gets_dhcp_address_and_serves_http() {
         "from the DHCP server's namespace: {body:?}"
     );
 
+    // pct enter: the shell runs inside the CT's namespace (it sees the DHCP address on eth0).
+    let mut ch = ssh.handle().channel_open_session().await.unwrap();
+    ch.request_pty(true, "xterm", 120, 30, 0, 0, &[]).await.unwrap();
+    ch.exec(true, "pct enter 130").await.unwrap();
+    ch.data(&b"ip -4 -o addr show dev eth0; exit\n"[..]).await.unwrap();
+    let mut seen = String::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while std::time::Instant::now() < deadline {
+        match tokio::time::timeout(Duration::from_millis(500), ch.wait()).await {
+            Ok(Some(russh::ChannelMsg::Data { data })) => seen.push_str(&String::from_utf8_lossy(&data)),
+            Ok(Some(russh::ChannelMsg::ExitStatus { .. })) | Ok(None) => break,
+            _ => {}
+        }
+    }
+    assert!(seen.contains(&format!("inet {want_ip}/24")), "shell in the CT namespace: {seen:?}");
+
     // Stop removes the CT's namespace; simulator shutdown leaves nothing behind.
     api.run_ok("POST", "/nodes/pve1/lxc/130/status/stop", &[]).await;
     assert_eq!(namespaces(), before);

@@ -19,6 +19,27 @@ pub struct SimSettings {
     pub cluster_name: Option<String>,
     /// Faults injected from the start.
     pub faults: Faults,
+    /// More simulated hosts (separate clusters) on their own ports, same credentials.
+    pub hosts: Vec<ExtraHost>,
+}
+
+/// An additional simulated PVE host/cluster.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExtraHost {
+    /// HTTPS API listen address.
+    pub listen: std::net::SocketAddr,
+    /// SSH listen address.
+    pub ssh_listen: std::net::SocketAddr,
+    /// Node count.
+    #[serde(default = "one")]
+    pub nodes: u32,
+    /// Cluster name.
+    pub cluster_name: Option<String>,
+}
+
+fn one() -> u32 {
+    1
 }
 
 /// Run the simulator.
@@ -56,8 +77,33 @@ pub fn run(args: PveSimArgs, log_format: Option<LogFormat>) -> anyhow::Result<()
         .worker_threads(2)
         .thread_name("pve-sim")
         .build()?;
+    let extra_cfgs: Vec<SimConfig> = settings
+        .hosts
+        .iter()
+        .enumerate()
+        .map(|(i, h)| SimConfig {
+            api_listen: h.listen,
+            ssh_listen: h.ssh_listen,
+            nodes: h.nodes.clamp(1, 64),
+            state_dir: state_dir.join(format!("host-{}", i + 2)),
+            cluster_name: h.cluster_name.clone().unwrap_or_else(|| format!("proximity-sim-{}", i + 2)),
+            ..cfg.clone()
+        })
+        .collect();
     let result = runtime.block_on(async move {
         let handle = sim::start(cfg).await?;
+        let mut extra = Vec::new();
+        for (i, c) in extra_cfgs.into_iter().enumerate() {
+            let h = sim::start(c).await?;
+            println!(
+                "host {} api=https://{}/api2/json ssh={} fingerprint={}",
+                i + 2,
+                h.api_addr,
+                h.ssh_addr,
+                h.fingerprint
+            );
+            extra.push(h);
+        }
         println!("fingerprint {}", handle.fingerprint);
         println!("api https://{}/api2/json", handle.api_addr);
         println!("ssh {} host-key {}", handle.ssh_addr, handle.ssh_host_key);
@@ -68,6 +114,9 @@ pub fn run(args: PveSimArgs, log_format: Option<LogFormat>) -> anyhow::Result<()
         tracing::info!(api = %handle.api_addr, ssh = %handle.ssh_addr, "pve-sim ready");
         wait_for_signal().await;
         tracing::info!("pve-sim shutting down");
+        for h in extra {
+            h.shutdown().await;
+        }
         handle.shutdown().await;
         anyhow::Ok(())
     });

@@ -476,6 +476,7 @@ pub async fn stop_ct(sim: &Arc<Sim>, vmid: u32) -> Result<(), String> {
         }
     }
     sim.apps.stop_vmid(vmid);
+    sim.shells.kill_vmid(vmid);
     let res = sim.runtime.stop(vmid).await;
     {
         let mut st = sim.state.lock().expect("state");

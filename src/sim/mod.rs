@@ -165,6 +165,8 @@ pub struct Sim {
     pub runtime: Arc<dyn runtime::CtRuntime>,
     /// App HTTP servers started by `docker compose up`.
     pub apps: runtime::AppServers,
+    /// `pct enter` shells.
+    pub shells: runtime::pty::ShellRegistry,
     /// Cancelled on shutdown.
     pub shutdown: CancellationToken,
     /// Background work (tasks, servers).
@@ -248,6 +250,7 @@ async fn shutdown_sim(sim: &Arc<Sim>) {
     sim.shutdown.cancel();
     sim.tasks.cancel_all();
     sim.apps.stop_all();
+    sim.shells.kill_all();
     let errors = sim.runtime.shutdown().await;
     for e in errors {
         tracing::warn!(error = %e, "pve-sim: cleanup problem");
@@ -272,6 +275,7 @@ impl Drop for SimHandle {
             self.sim.shutdown.cancel();
             self.sim.tasks.cancel_all();
             self.sim.apps.stop_all();
+            self.sim.shells.kill_all();
             self.sim.runtime.shutdown_blocking();
         }
     }
@@ -311,6 +315,7 @@ pub async fn start(cfg: SimConfig) -> anyhow::Result<SimHandle> {
         ssh_keys: Mutex::new(Vec::new()),
         runtime,
         apps: runtime::AppServers::default(),
+        shells: runtime::pty::ShellRegistry::default(),
         shutdown: CancellationToken::new(),
         tracker: TaskTracker::new(),
         cfg: cfg.clone(),

@@ -474,6 +474,9 @@ pub async fn ct_exec(sim: &Arc<Sim>, vmid: u32, argv: &[String]) -> Output {
             Output::ok("")
         }
         "ls" => {
+            let all = args
+                .iter()
+                .any(|a| a.starts_with('-') && !a.starts_with("--") && (a.contains('a') || a.contains('A')));
             let dir = args
                 .iter()
                 .find(|a| !a.starts_with('-'))
@@ -485,6 +488,7 @@ pub async fn ct_exec(sim: &Arc<Sim>, vmid: u32, argv: &[String]) -> Output {
                         .map(|rd| {
                             rd.filter_map(Result::ok)
                                 .map(|e| e.file_name().to_string_lossy().into_owned())
+                                .filter(|n| all || !n.starts_with('.'))
                                 .collect()
                         })
                         .unwrap_or_default();
@@ -759,7 +763,7 @@ async fn docker(sim: &Arc<Sim>, vmid: u32, args: &[String]) -> Output {
                 for s in &p.services {
                     out.push_str(&format!(
                         "{:<14} {:<24} {:<14} {:<20} {:<30} {}\n",
-                        &hex::encode(format!("{vmid}{}{}", p.name, s.name))[..12],
+                        short_id(&format!("{vmid}/{}/{}", p.name, s.name)),
                         s.image,
                         "\"entrypoint\"",
                         "Up 2 minutes",
@@ -780,6 +784,12 @@ async fn docker(sim: &Arc<Sim>, vmid: u32, args: &[String]) -> Output {
             format!("docker: unknown command: docker {other}\n\nRun 'docker --help' for more information"),
         ),
     }
+}
+
+/// A docker-like 12-hex-digit id derived from `seed`.
+fn short_id(seed: &str) -> String {
+    use sha2::Digest as _;
+    hex::encode(sha2::Sha256::digest(seed.as_bytes()))[..12].to_string()
 }
 
 fn container_name(p: &Project, svc: &str) -> String {
@@ -1059,7 +1069,7 @@ async fn compose_cmd(sim: &Arc<Sim>, vmid: u32, args: &[String]) -> Output {
             let mut out = format!("{:<28} {:<24} {:<10} {:<14} {}\n", "CONTAINER", "REPOSITORY", "TAG", "IMAGE ID", "SIZE");
             for s in &p.services {
                 let (repo, tag) = s.image.rsplit_once(':').filter(|(_, t)| !t.contains('/')).unwrap_or((s.image.as_str(), "latest"));
-                out.push_str(&format!("{:<28} {:<24} {:<10} {:<14} {}\n", container_name(&p, &s.name), repo, tag, &hex::encode(&s.image)[..12.min(hex::encode(&s.image).len())], "150MB"));
+                out.push_str(&format!("{:<28} {:<24} {:<10} {:<14} {}\n", container_name(&p, &s.name), repo, tag, short_id(&s.image), "150MB"));
             }
             Output::ok(out)
         }

@@ -222,8 +222,12 @@ pub struct State {
     pub net: BTreeMap<String, NodeNet>,
     /// Next loopback address counter per node.
     pub next_addr: BTreeMap<String, u32>,
-    /// Whether the CT directory holds a given vmid's files is on disk; this counts MACs made.
+    /// Counts MACs made.
     pub mac_counter: u32,
+    /// Random offset of this simulator's loopback addresses, so simulators running side by
+    /// side (parallel tests) rarely hand out the same 127.x.y.z.
+    #[serde(default)]
+    pub addr_base: u32,
 }
 
 impl State {
@@ -231,6 +235,7 @@ impl State {
     pub fn new(cluster: &str, n: u32) -> State {
         let mut s = State {
             cluster: cluster.to_string(),
+            addr_base: (rand::random::<u32>() % 250) * 254,
             ..Default::default()
         };
         for i in 1..=n.max(1) {
@@ -309,7 +314,7 @@ impl State {
         let idx = self.node(node).map(|n| n.index).unwrap_or(1).min(255) as u8;
         loop {
             let c = self.next_addr.entry(node.to_string()).or_insert(0);
-            let n = *c;
+            let n = *c + self.addr_base;
             *c += 1;
             let ip = Ipv4Addr::new(127, idx, ((n / 254) % 256) as u8, (n % 254 + 1) as u8);
             if ip != Ipv4Addr::new(127, 0, 0, 1) && !self.cts.values().any(|c| c.loop_ip == ip) {

@@ -13,11 +13,56 @@ use russh::ChannelId;
 
 use super::super::Sim;
 
+/// Shells per CT, so stopping a CT ends its shells.
+#[derive(Default)]
+pub struct ShellRegistry {
+    inner: Mutex<Vec<(u32, i32, Arc<std::sync::atomic::AtomicBool>)>>,
+}
+
+impl ShellRegistry {
+    /// End every shell of `vmid` (our own children, by PID, unless already reaped).
+    pub fn kill_vmid(&self, vmid: u32) {
+        let mut v = self.inner.lock().expect("shells");
+        v.retain(|(id, pid, exited)| {
+            if *id != vmid {
+                return !exited.load(std::sync::atomic::Ordering::SeqCst);
+            }
+            if !exited.load(std::sync::atomic::Ordering::SeqCst) {
+                unsafe {
+                    libc::kill(*pid, libc::SIGHUP);
+                    libc::kill(*pid, libc::SIGKILL);
+                }
+            }
+            false
+        });
+    }
+}
+
+impl ShellRegistry {
+    /// End every shell (shutdown).
+    pub fn kill_all(&self) {
+        let ids: Vec<u32> = self.inner.lock().expect("shells").iter().map(|(id, _, _)| *id).collect();
+        for id in ids {
+            self.kill_vmid(id);
+        }
+    }
+}
+
 /// A running pty shell.
 pub struct PtyShell {
     master: Arc<Mutex<File>>,
     pid: i32,
     exited: Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// Alpine CTs run busybox ash; use it when the host has busybox (it also knows `$RANDOM`).
+fn shell_argv() -> Vec<&'static str> {
+    for bb in ["/bin/busybox", "/usr/bin/busybox"] {
+        if std::path::Path::new(bb).exists() {
+            return vec![bb, "sh", "-i"];
+        }
+    }
+    vec!["/bin/sh", "-i"]
 }
 
 fn winsize(cols: u32, rows: u32) -> libc::winsize {
@@ -57,9 +102,14 @@ impl PtyShell {
         if rc != 0 {
             return Err(format!("openpty: {}", std::io::Error::last_os_error()));
         }
+        // Neither end may leak into other children we start (udhcpc, other shells).
+        unsafe {
+            libc::fcntl(master_fd, libc::F_SETFD, libc::FD_CLOEXEC);
+            libc::fcntl(slave_fd, libc::F_SETFD, libc::FD_CLOEXEC);
+        }
         let master = unsafe { OwnedFd::from_raw_fd(master_fd) };
         let slave = unsafe { OwnedFd::from_raw_fd(slave_fd) };
-        let mut cmd = sim.runtime.command_in(vmid, &["/bin/sh", "-i"]);
+        let mut cmd = sim.runtime.command_in(vmid, &shell_argv());
         cmd.current_dir(&root)
             .env_clear()
             .env("HOME", root.join("root"))
@@ -108,6 +158,7 @@ impl PtyShell {
                 let _ = handle.close(channel).await;
             });
         });
+        sim.shells.inner.lock().expect("shells").push((vmid, pid, exited.clone()));
         Ok(PtyShell {
             master: Arc::new(Mutex::new(master_file)),
             pid,
