@@ -47,7 +47,11 @@ fn validate(dir: Option<&Path>) -> (i32, String, String) {
         cmd.arg(d);
     }
     let out = cmd.output().expect("run proximity");
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 fn shipped_dir() -> std::path::PathBuf {
@@ -61,7 +65,10 @@ fn shipped_catalog_validates() {
     assert!(out.contains("apps ok"), "{out}");
     let (code, out, err) = validate(Some(&shipped_dir()));
     assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
-    let n: usize = std::fs::read_dir(shipped_dir()).unwrap().filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "yaml")).count();
+    let n: usize = std::fs::read_dir(shipped_dir())
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "yaml"))
+        .count();
     assert!(n >= 25, "only {n} apps shipped");
     assert!(out.contains(&format!("{n} apps ok")), "{out}");
 }
@@ -81,8 +88,16 @@ fn broken_copy_fails_with_file_and_field() {
     };
     edit("nginx.yaml", "image: nginx:1.27.3-alpine", "image: nginx:latest");
     edit("gitea.yaml", "\"2222:2222\"", "\"22:2222\"");
-    edit("whoami.yaml", "      restart: unless-stopped\n", "      restart: unless-stopped\n      network_mode: host\n");
-    edit("grafana.yaml", "GF_SECURITY_ADMIN_PASSWORD: ${ADMIN_PASSWORD}", "GF_SECURITY_ADMIN_PASSWORD: admin");
+    edit(
+        "whoami.yaml",
+        "      restart: unless-stopped\n",
+        "      restart: unless-stopped\n      network_mode: host\n",
+    );
+    edit(
+        "grafana.yaml",
+        "GF_SECURITY_ADMIN_PASSWORD: ${ADMIN_PASSWORD}",
+        "GF_SECURITY_ADMIN_PASSWORD: admin",
+    );
     edit("redis.yaml", "id: redis", "id: redis-server");
     edit("adminer.yaml", "  port: 8080\n", "  port: 8080\n  colour: blue\n");
 
@@ -143,11 +158,15 @@ fn every_shipped_entry_renders_with_declared_ports() {
         let host = format!("t-{}", entry.id);
         let r = render(&entry, &host, &values, &mut OsSecrets).unwrap_or_else(|e| panic!("{}: {e}", entry.id));
 
-        let doc: serde_yaml::Value = serde_yaml::from_str(&r.compose_yaml).unwrap_or_else(|e| panic!("{}: rendered compose is not YAML: {e}", entry.id));
+        let doc: serde_yaml::Value =
+            serde_yaml::from_str(&r.compose_yaml).unwrap_or_else(|e| panic!("{}: rendered compose is not YAML: {e}", entry.id));
         let map = doc.as_mapping().expect("mapping");
         assert_eq!(doc["name"].as_str(), Some(host.as_str()), "{}", entry.id);
-        let published: BTreeSet<(u16, Proto)> =
-            published_ports(map).unwrap_or_else(|e| panic!("{}: {e:?}", entry.id)).iter().map(|p| (p.host, p.proto)).collect();
+        let published: BTreeSet<(u16, Proto)> = published_ports(map)
+            .unwrap_or_else(|e| panic!("{}: {e:?}", entry.id))
+            .iter()
+            .map(|p| (p.host, p.proto))
+            .collect();
         let declared: BTreeSet<(u16, Proto)> = entry.declared_ports().into_iter().collect();
         assert_eq!(published, declared, "{}: published ports differ from declared", entry.id);
         assert!(published.iter().all(|(p, _)| *p >= 1024), "{}: {published:?}", entry.id);
@@ -157,8 +176,14 @@ fn every_shipped_entry_renders_with_declared_ports() {
 
         // Every service has a pinned image and no host networking after rendering.
         for (name, svc) in doc["services"].as_mapping().unwrap() {
-            let img = svc["image"].as_str().unwrap_or_else(|| panic!("{}: {name:?} without image", entry.id));
-            assert!(!img.ends_with(":latest") && img.rsplit('/').next().unwrap().contains(':'), "{}: {img}", entry.id);
+            let img = svc["image"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{}: {name:?} without image", entry.id));
+            assert!(
+                !img.ends_with(":latest") && img.rsplit('/').next().unwrap().contains(':'),
+                "{}: {img}",
+                entry.id
+            );
             assert_ne!(svc["network_mode"].as_str(), Some("host"), "{}", entry.id);
         }
 
