@@ -158,6 +158,10 @@ fn every_shipped_entry_renders_with_declared_ports() {
         let host = format!("t-{}", entry.id);
         let r = render(&entry, &host, &values, &mut OsSecrets).unwrap_or_else(|e| panic!("{}: {e}", entry.id));
 
+        // Debug aid: SHOW_RENDER=<id> prints that entry's rendered compose file.
+        if std::env::var("SHOW_RENDER").as_deref() == Ok(entry.id.as_str()) {
+            println!("{}", r.compose_yaml);
+        }
         let doc: serde_yaml::Value =
             serde_yaml::from_str(&r.compose_yaml).unwrap_or_else(|e| panic!("{}: rendered compose is not YAML: {e}", entry.id));
         let map = doc.as_mapping().expect("mapping");

@@ -19,7 +19,7 @@ use arc_swap::ArcSwap;
 
 pub use load::Source;
 pub use model::CatalogEntry;
-pub use render::{OsSecrets, RenderError, Rendered, SecretGen, render, render_for_domain};
+pub use render::{OsSecrets, RenderError, Rendered, SecretGen, compose_path, env_path, project_dir, render, render_for_domain};
 pub use validate::Issue;
 
 /// Catalog loading failed.

@@ -17,6 +17,21 @@ use super::validate::compose_of;
 /// Default DNS domain of app names.
 pub const DEFAULT_DOMAIN: &str = "prox.local";
 
+/// Directory of an app's compose project inside its CT.
+pub fn project_dir(hostname: &str) -> String {
+    format!("/opt/proximity/{hostname}")
+}
+
+/// Path of the rendered compose file inside the CT.
+pub fn compose_path(hostname: &str) -> String {
+    format!("{}/docker-compose.yml", project_dir(hostname))
+}
+
+/// Path of the rendered `.env` file inside the CT (push it with mode 0600).
+pub fn env_path(hostname: &str) -> String {
+    format!("{}/.env", project_dir(hostname))
+}
+
 /// Source of generated secrets.
 pub trait SecretGen {
     /// A new secret following `spec` (length and charset).
@@ -361,6 +376,11 @@ healthcheck:
         assert!(!r.compose_yaml.contains(&"a".repeat(20)));
         let doc: serde_yaml::Value = serde_yaml::from_str(&r.compose_yaml).unwrap();
         assert_eq!(doc["name"], serde_yaml::Value::from("myapp"));
+        assert_eq!(entry().images(), vec!["example/app:1".to_string()]);
+        assert_eq!(
+            (compose_path("myapp").as_str(), env_path("myapp").as_str()),
+            ("/opt/proximity/myapp/docker-compose.yml", "/opt/proximity/myapp/.env")
+        );
         // Debug never shows the secrets.
         let dbg = format!("{r:?}");
         assert!(!dbg.contains(&"a".repeat(20)) && !dbg.contains(&"b".repeat(16)), "{dbg}");
