@@ -19,7 +19,9 @@ use arc_swap::ArcSwap;
 
 pub use load::Source;
 pub use model::CatalogEntry;
-pub use render::{OsSecrets, RenderError, Rendered, SecretGen, compose_path, env_path, project_dir, render, render_for_domain};
+pub use render::{
+    OsSecrets, RenderError, Rendered, SecretGen, check_values, compose_path, env_path, project_dir, render, render_for_domain,
+};
 pub use validate::Issue;
 
 /// Catalog loading failed.

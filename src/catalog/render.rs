@@ -139,6 +139,22 @@ pub fn check_value(field: &FieldSpec, value: &str) -> Result<(), String> {
     }
 }
 
+/// Check user values against an entry's fields without rendering (for a 422 before a deploy
+/// job starts): the same rules as [`render`], no secrets generated.
+pub fn check_values(entry: &CatalogEntry, user_values: &BTreeMap<String, String>) -> Result<(), BTreeMap<String, String>> {
+    struct NoSecrets;
+    impl SecretGen for NoSecrets {
+        fn generate(&mut self, _: &SecretSpec) -> String {
+            String::new()
+        }
+    }
+    match render(entry, "values-check", user_values, &mut NoSecrets) {
+        Ok(_) => Ok(()),
+        Err(RenderError::Values(m)) => Err(m),
+        Err(RenderError::Hostname { message, .. }) => Err(BTreeMap::from([("hostname".to_string(), message)])),
+    }
+}
+
 /// Render with the default domain (`prox.local`). See [`render_for_domain`].
 pub fn render(
     entry: &CatalogEntry,
@@ -426,6 +442,8 @@ healthcheck:
             Err(RenderError::Values(m)) => assert_eq!(m["ADMIN_EMAIL"], "is required"),
             other => panic!("{other:?}"),
         }
+        assert_eq!(check_values(&entry(), &BTreeMap::new()).unwrap_err()["ADMIN_EMAIL"], "is required");
+        assert_eq!(check_values(&entry(), &vals(&[("ADMIN_EMAIL", "me@example.com")])), Ok(()));
         // Injection into .env is refused.
         let inj = vals(&[("ADMIN_EMAIL", "me@example.com"), ("ADMIN_PASSWORD", "abcdefgh\nEVIL=1")]);
         assert!(matches!(
