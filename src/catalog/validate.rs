@@ -1167,4 +1167,48 @@ healthcheck:
         assert_eq!(i.len(), 1, "{i:?}");
         assert!(has(&i, "demo.yaml:compose.services.app.image: \"example/app:latest\""), "{i:?}");
     }
+
+    #[test]
+    fn malformed_input_gives_issues_never_panics() {
+        // Every prefix of a valid file, and shapes of the wrong type, give issues with a field.
+        let lines: Vec<&str> = BASE.lines().collect();
+        for n in 0..lines.len() {
+            let doc = lines[..n].join("\n");
+            if let Err(i) = parse_file("demo.yaml", "demo", &doc) {
+                assert!(
+                    !i.is_empty() && i.iter().all(|i| !i.field.is_empty() && !i.message.is_empty()),
+                    "{i:?}"
+                );
+            }
+        }
+        for doc in [
+            "",
+            "- a\n- b",
+            "42",
+            "id: [1, 2]",
+            "{{{",
+            &BASE.replacen("  services:", "  services: [1, 2]\n  x:", 1),
+            &BASE.replacen("      ports:", "      ports: 5\n      x:", 1),
+            &BASE.replacen(
+                "        - \"8080:80\"",
+                "        - [8080, 80]\n        - {target: 80}\n        - \"${P}:80\"",
+                1,
+            ),
+            &BASE.replacen("      environment:", "      environment: 7\n      x:", 1),
+            &BASE.replacen("      volumes:\n        - data:/data", "      volumes: {a: b}", 1),
+            &BASE.replacen("  volumes:\n    data: {}", "  volumes: [data]", 1),
+            &BASE.replacen("      image: example/app:1.2.3", "      image: [x]", 1),
+        ] {
+            let r = parse_file("demo.yaml", "demo", doc);
+            assert!(r.is_err(), "accepted: {doc}");
+        }
+        let i = broken("        - \"8080:80\"", "        - \"${P}:80\"");
+        assert!(
+            has(
+                &i,
+                "demo.yaml:compose.services.app.ports[0]: host port \"${P}\" must be a literal number"
+            ),
+            "{i:?}"
+        );
+    }
 }
