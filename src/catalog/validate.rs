@@ -495,6 +495,18 @@ fn check_compose(s: &mut Sink, e: &CatalogEntry, compose: &Mapping, defined: &BT
             check_environment(s, &at, env);
         }
     }
+    // The entry's version names what is deployed: it must appear in an image tag.
+    let tags: Vec<String> = e
+        .images()
+        .iter()
+        .filter_map(|i| i.rsplit('/').next().and_then(|l| l.split_once(':')).map(|(_, t)| t.to_string()))
+        .collect();
+    if !e.version.is_empty() && !tags.is_empty() && !tags.iter().any(|t| t.contains(e.version.as_str())) {
+        s.push(
+            "version",
+            format!("{:?} does not appear in any image tag ({})", e.version, tags.join(", ")),
+        );
+    }
     if e.privileged && !uses_privileged {
         s.push("privileged", "declared but no service is privileged");
     }
@@ -1099,6 +1111,10 @@ healthcheck:
     #[test]
     fn metadata_rules() {
         assert!(has(
+            &broken("version: \"1.2.3\"", "version: \"2.0\""),
+            "demo.yaml:version: \"2.0\" does not appear in any image tag (1.2.3)"
+        ));
+        assert!(has(
             &broken("category: Database", "category: Stuff"),
             "demo.yaml:category: \"Stuff\" is not a known category"
         ));
@@ -1164,7 +1180,8 @@ healthcheck:
         let end = BASE.find("web:").unwrap();
         let doc = format!("{}{}{}", &BASE[..start], text, &BASE[end..]);
         let i = issues(&doc);
-        assert_eq!(i.len(), 1, "{i:?}");
+        assert_eq!(i.len(), 2, "{i:?}");
+        assert!(has(&i, "demo.yaml:version:"), "{i:?}");
         assert!(has(&i, "demo.yaml:compose.services.app.image: \"example/app:latest\""), "{i:?}");
     }
 
