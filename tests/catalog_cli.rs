@@ -183,9 +183,14 @@ fn every_shipped_entry_renders_with_declared_ports() {
             let img = svc["image"]
                 .as_str()
                 .unwrap_or_else(|| panic!("{}: {name:?} without image", entry.id));
+            let last = img.rsplit('/').next().unwrap();
+            let tag = last
+                .split_once(':')
+                .map(|(_, t)| t)
+                .unwrap_or_else(|| panic!("{}: {img} untagged", entry.id));
             assert!(
-                !img.ends_with(":latest") && img.rsplit('/').next().unwrap().contains(':'),
-                "{}: {img}",
+                tag != "latest" && tag.bytes().any(|b| b.is_ascii_digit()),
+                "{}: {img} is not a version tag",
                 entry.id
             );
             assert_ne!(svc["network_mode"].as_str(), Some("host"), "{}", entry.id);
