@@ -69,12 +69,20 @@ pub fn validate_dir(dir: &Path) -> Result<(Vec<CatalogEntry>, Vec<Issue>), std::
     for path in yaml_files(dir)? {
         let label = path.display().to_string();
         if path.extension().is_some_and(|e| e == "yml") {
-            issues.push(Issue { file: label, field: "(file)".into(), message: "catalog files must be named <id>.yaml".into() });
+            issues.push(Issue {
+                file: label,
+                field: "(file)".into(),
+                message: "catalog files must be named <id>.yaml".into(),
+            });
             continue;
         }
         let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
         match std::fs::read_to_string(&path) {
-            Err(e) => issues.push(Issue { file: label, field: "(file)".into(), message: format!("cannot read: {e}") }),
+            Err(e) => issues.push(Issue {
+                file: label,
+                field: "(file)".into(),
+                message: format!("cannot read: {e}"),
+            }),
             Ok(text) => match parse_file(&label, &stem, &text) {
                 Ok(e) => entries.push(e),
                 Err(mut i) => issues.append(&mut i),

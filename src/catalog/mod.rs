@@ -19,7 +19,9 @@ use arc_swap::ArcSwap;
 
 pub use load::Source;
 pub use model::CatalogEntry;
-pub use render::{OsSecrets, RenderError, Rendered, SecretGen, render, render_for_domain};
+pub use render::{
+    OsSecrets, RenderError, Rendered, SecretGen, check_values, compose_path, env_path, project_dir, render, render_for_domain,
+};
 pub use validate::Issue;
 
 /// Catalog loading failed.
@@ -71,7 +73,10 @@ pub struct Catalog {
 
 impl std::fmt::Debug for Catalog {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Catalog").field("dirs", &self.dirs).field("apps", &self.snap.load().loaded.entries.len()).finish()
+        f.debug_struct("Catalog")
+            .field("dirs", &self.dirs)
+            .field("apps", &self.snap.load().loaded.entries.len())
+            .finish()
     }
 }
 
@@ -83,7 +88,10 @@ impl Catalog {
         for w in &loaded.warnings {
             tracing::warn!(target: "catalog", "{w}");
         }
-        Ok(Catalog { dirs: Arc::new(dirs), snap: Arc::new(ArcSwap::from_pointee(Snapshot { loaded })) })
+        Ok(Catalog {
+            dirs: Arc::new(dirs),
+            snap: Arc::new(ArcSwap::from_pointee(Snapshot { loaded })),
+        })
     }
 
     /// Only the built-in catalog.
@@ -197,7 +205,7 @@ pub fn search_entries(entries: &[Arc<CatalogEntry>], q: &str, category: Option<&
         }
     }
     // Stable sort keeps the name order of `entries` among equal scores.
-    scored.sort_by(|a, b| b.0.cmp(&a.0));
+    scored.sort_by_key(|s| std::cmp::Reverse(s.0));
     scored.into_iter().map(|(_, e)| e.clone()).collect()
 }
 
@@ -212,7 +220,10 @@ mod tests {
         let ids: Vec<String> = c.search("postgres", None).iter().map(|e| e.id.clone()).collect();
         assert_eq!(ids.first().map(String::as_str), Some("postgres"), "{ids:?}");
         // Other apps mentioning PostgreSQL come after the exact match.
-        assert!(ids.contains(&"gitea".to_string()) && ids.contains(&"paperless-ngx".to_string()), "{ids:?}");
+        assert!(
+            ids.contains(&"gitea".to_string()) && ids.contains(&"paperless-ngx".to_string()),
+            "{ids:?}"
+        );
         // Category filter (case-insensitive) and multi-word queries (all words must match).
         let db = c.search("", Some("database"));
         assert!(!db.is_empty() && db.iter().all(|e| e.category == "Database"));
@@ -239,8 +250,16 @@ mod tests {
         assert_eq!(c.source("nginx"), Some(Source::File(dir.path().join("nginx.yaml"))));
         let st = c.stats();
         assert_eq!(st.overridden, 1);
-        assert!(st.warnings.iter().any(|w| w.contains("overrides the built-in entry")), "{:?}", st.warnings);
-        assert!(st.warnings.iter().any(|w| w.contains("broken.yaml") && w.contains("file skipped")), "{:?}", st.warnings);
+        assert!(
+            st.warnings.iter().any(|w| w.contains("overrides the built-in entry")),
+            "{:?}",
+            st.warnings
+        );
+        assert!(
+            st.warnings.iter().any(|w| w.contains("broken.yaml") && w.contains("file skipped")),
+            "{:?}",
+            st.warnings
+        );
         assert!(c.get("broken").is_none());
 
         // A new app appears after reload; clones of the handle see it too.

@@ -298,6 +298,18 @@ impl CatalogEntry {
         v
     }
 
+    /// Images of every compose service, in service order (for pulls and update checks).
+    pub fn images(&self) -> Vec<String> {
+        let Ok(m) = self.compose.to_mapping() else { return Vec::new() };
+        let Some(serde_yaml::Value::Mapping(services)) = m.get("services") else {
+            return Vec::new();
+        };
+        services
+            .values()
+            .filter_map(|s| s.get("image").and_then(|i| i.as_str()).map(String::from))
+            .collect()
+    }
+
     /// The env variables that are form fields (for the deploy wizard).
     pub fn form_fields(&self) -> impl Iterator<Item = (&EnvSpec, &FieldSpec)> {
         self.env.iter().filter_map(|e| e.field.as_ref().map(|f| (e, f)))

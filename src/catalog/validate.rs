@@ -43,7 +43,9 @@ pub const CATEGORIES: &[&str] = &[
 pub const BUILTIN_VARS: &[&str] = &["PROX_HOSTNAME", "PROX_FQDN", "PROX_URL"];
 
 /// Image tags that move and therefore do not pin anything.
-const FLOATING_TAGS: &[&str] = &["latest", "stable", "main", "master", "edge", "nightly", "develop", "dev", "beta", "release", "rolling"];
+const FLOATING_TAGS: &[&str] = &[
+    "latest", "stable", "main", "master", "edge", "nightly", "develop", "dev", "beta", "release", "rolling",
+];
 
 /// Host paths a service may bind-mount (besides `./relative` paths in the project directory).
 const ALLOWED_HOST_PATHS: &[&str] = &["/etc/localtime", "/etc/timezone"];
@@ -86,7 +88,11 @@ pub fn parse_file(file: &str, stem: &str, text: &str) -> Result<CatalogEntry, Ve
         Ok(e) => e,
         Err(e) => {
             let path = e.path().to_string();
-            let field = if path.is_empty() || path == "." { "(document)".to_string() } else { path };
+            let field = if path.is_empty() || path == "." {
+                "(document)".to_string()
+            } else {
+                path
+            };
             let mut message = e.into_inner().to_string();
             // serde_yaml prefixes the parent path ("web: unknown field ..."); the field says it.
             if let Some((head, rest)) = message.split_once(": ")
@@ -94,7 +100,11 @@ pub fn parse_file(file: &str, stem: &str, text: &str) -> Result<CatalogEntry, Ve
             {
                 message = rest.to_string();
             }
-            return Err(vec![Issue { file: file.into(), field, message }]);
+            return Err(vec![Issue {
+                file: file.into(),
+                field,
+                message,
+            }]);
         }
     };
     let issues = validate_entry(file, stem, &entry);
@@ -108,7 +118,11 @@ struct Sink<'a> {
 
 impl Sink<'_> {
     fn push(&mut self, field: impl Into<String>, message: impl Into<String>) {
-        self.issues.push(Issue { file: self.file.to_string(), field: field.into(), message: message.into() });
+        self.issues.push(Issue {
+            file: self.file.to_string(),
+            field: field.into(),
+            message: message.into(),
+        });
     }
 }
 
@@ -132,7 +146,11 @@ fn check_meta(s: &mut Sink, stem: &str, e: &CatalogEntry) {
     if e.id != stem {
         s.push("id", format!("{:?} must equal the file name ({stem:?})", e.id));
     }
-    for (field, v, max) in [("name", &e.name, 64), ("description", &e.description, 400), ("version", &e.version, 64)] {
+    for (field, v, max) in [
+        ("name", &e.name, 64),
+        ("description", &e.description, 400),
+        ("version", &e.version, 64),
+    ] {
         if v.trim().is_empty() {
             s.push(field, "must not be empty");
         } else if v.chars().count() > max {
@@ -140,7 +158,10 @@ fn check_meta(s: &mut Sink, stem: &str, e: &CatalogEntry) {
         }
     }
     if !CATEGORIES.contains(&e.category.as_str()) {
-        s.push("category", format!("{:?} is not a known category (one of: {})", e.category, CATEGORIES.join(", ")));
+        s.push(
+            "category",
+            format!("{:?} is not a known category (one of: {})", e.category, CATEGORIES.join(", ")),
+        );
     }
     let mut seen = BTreeSet::new();
     for (i, t) in e.tags.iter().enumerate() {
@@ -165,7 +186,10 @@ fn check_icon(s: &mut Sink, icon: &str) {
     if icon.is_empty() {
         s.push("icon", "must not be empty (an emoji, inline <svg> or a data: URI)");
     } else if lower.starts_with("http:") || lower.starts_with("https:") || lower.starts_with("//") {
-        s.push("icon", "remote URLs are not allowed (the appliance may have no internet); use an emoji, inline <svg> or a data: URI");
+        s.push(
+            "icon",
+            "remote URLs are not allowed (the appliance may have no internet); use an emoji, inline <svg> or a data: URI",
+        );
     } else if lower.starts_with("<svg") {
         if !lower.ends_with("</svg>") {
             s.push("icon", "inline SVG must end with </svg>");
@@ -181,7 +205,10 @@ fn check_icon(s: &mut Sink, icon: &str) {
             s.push("icon", "data: URI is larger than 32 KiB");
         }
     } else if icon.chars().count() > 8 {
-        s.push("icon", "text icons are at most 8 characters (an emoji); use inline <svg> or a data: URI for images");
+        s.push(
+            "icon",
+            "text icons are at most 8 characters (an emoji); use inline <svg> or a data: URI for images",
+        );
     }
 }
 
@@ -206,7 +233,10 @@ fn check_resources(s: &mut Sink, e: &CatalogEntry) {
         s.push("healthcheck.expect_status", format!("{} is not an HTTP status", h.expect_status));
     }
     if !(5..=1800).contains(&h.timeout_secs) {
-        s.push("healthcheck.timeout_secs", format!("{} is outside 5..=1800 seconds", h.timeout_secs));
+        s.push(
+            "healthcheck.timeout_secs",
+            format!("{} is outside 5..=1800 seconds", h.timeout_secs),
+        );
     }
     if e.health_port().is_none() {
         s.push("healthcheck.port", "required when the entry has no web port");
@@ -221,16 +251,25 @@ fn check_resources(s: &mut Sink, e: &CatalogEntry) {
     let mut seen = BTreeSet::new();
     if let Some(w) = &e.web {
         if w.port < 1024 {
-            s.push("web.port", format!("{} is below 1024; publish a CT port >= 1024 (e.g. \"8080:80\")", w.port));
+            s.push(
+                "web.port",
+                format!("{} is below 1024; publish a CT port >= 1024 (e.g. \"8080:80\")", w.port),
+            );
         }
         seen.insert((w.port, Proto::Tcp));
     }
     for (i, p) in e.ports.iter().enumerate() {
         if p.port < 1024 {
-            s.push(format!("ports[{i}].port"), format!("{} is below 1024; publish a CT port >= 1024", p.port));
+            s.push(
+                format!("ports[{i}].port"),
+                format!("{} is below 1024; publish a CT port >= 1024", p.port),
+            );
         }
         if !seen.insert((p.port, p.proto)) {
-            s.push(format!("ports[{i}].port"), format!("{}/{} is declared twice", p.port, p.proto.as_str()));
+            s.push(
+                format!("ports[{i}].port"),
+                format!("{}/{} is declared twice", p.port, p.proto.as_str()),
+            );
         }
         if p.description.trim().is_empty() {
             s.push(format!("ports[{i}].description"), "must not be empty");
@@ -255,7 +294,10 @@ pub fn is_secretish(key: &str) -> bool {
 
 /// Values that are clearly switches, not credentials (`..._PASSWORD_CHANGE: "false"`).
 fn is_switch(v: &str) -> bool {
-    matches!(v.to_ascii_lowercase().as_str(), "true" | "false" | "yes" | "no" | "0" | "1" | "on" | "off")
+    matches!(
+        v.to_ascii_lowercase().as_str(),
+        "true" | "false" | "yes" | "no" | "0" | "1" | "on" | "off"
+    )
 }
 
 /// Checks `env` and returns the names it defines (plus built-ins).
@@ -270,7 +312,10 @@ fn check_env(s: &mut Sink, e: &CatalogEntry) -> BTreeSet<String> {
             s.push(format!("{at}.name"), format!("{:?} must match [A-Z_][A-Z0-9_]*", v.name));
         }
         if v.name.starts_with("PROX_") {
-            s.push(format!("{at}.name"), format!("{:?}: the PROX_ prefix is reserved for built-in variables", v.name));
+            s.push(
+                format!("{at}.name"),
+                format!("{:?}: the PROX_ prefix is reserved for built-in variables", v.name),
+            );
         } else if !defined.insert(v.name.clone()) {
             s.push(format!("{at}.name"), format!("{:?} is defined twice", v.name));
         }
@@ -279,7 +324,10 @@ fn check_env(s: &mut Sink, e: &CatalogEntry) -> BTreeSet<String> {
                 s.push(format!("{at}.secret.length"), format!("{} is outside 12..=256", sec.length));
             }
             if v.default.is_some() {
-                s.push(format!("{at}.default"), "a secret must not have a default (it is generated per deploy)");
+                s.push(
+                    format!("{at}.default"),
+                    "a secret must not have a default (it is generated per deploy)",
+                );
             }
         }
         if let Some(d) = &v.default
@@ -293,7 +341,10 @@ fn check_env(s: &mut Sink, e: &CatalogEntry) -> BTreeSet<String> {
             );
         }
         if v.required && v.default.is_none() && v.field.is_none() && v.secret.is_none() {
-            s.push(format!("{at}.required"), "required but nothing supplies it (add a default, a field or a secret)");
+            s.push(
+                format!("{at}.required"),
+                "required but nothing supplies it (add a default, a field or a secret)",
+            );
         }
         if let Some(f) = &v.field {
             if f.label.trim().is_empty() {
@@ -334,7 +385,10 @@ fn check_compose(s: &mut Sink, e: &CatalogEntry, compose: &Mapping, defined: &BT
                 "name" => " (the project name is set to the app hostname at deploy)",
                 _ => "",
             };
-            s.push(format!("compose.{key}"), format!("top-level key not allowed{hint}; use services, volumes, networks, configs"));
+            s.push(
+                format!("compose.{key}"),
+                format!("top-level key not allowed{hint}; use services, volumes, networks, configs"),
+            );
         }
     }
     let services = match compose.get("services") {
@@ -376,14 +430,20 @@ fn check_compose(s: &mut Sink, e: &CatalogEntry, compose: &Mapping, defined: &BT
             if let Some(v) = svc.get(key).and_then(Value::as_str)
                 && v == "host"
             {
-                s.push(format!("{at}.{key}"), format!("`{key}: host` is not allowed; publish ports instead"));
+                s.push(
+                    format!("{at}.{key}"),
+                    format!("`{key}: host` is not allowed; publish ports instead"),
+                );
             }
         }
         match svc.get("privileged") {
             Some(Value::Bool(true)) => {
                 uses_privileged = true;
                 if !e.privileged {
-                    s.push(format!("{at}.privileged"), "privileged containers must be declared with top-level `privileged: true`");
+                    s.push(
+                        format!("{at}.privileged"),
+                        "privileged containers must be declared with top-level `privileged: true`",
+                    );
                 }
             }
             Some(Value::Bool(false)) | None => {}
@@ -392,7 +452,10 @@ fn check_compose(s: &mut Sink, e: &CatalogEntry, compose: &Mapping, defined: &BT
         match svc.get("restart").and_then(Value::as_str) {
             Some("unless-stopped" | "always" | "on-failure") => {}
             Some(other) => s.push(format!("{at}.restart"), format!("{other:?}: use unless-stopped or always")),
-            None => s.push(format!("{at}.restart"), "missing; use `restart: unless-stopped` so the app survives a CT restart"),
+            None => s.push(
+                format!("{at}.restart"),
+                "missing; use `restart: unless-stopped` so the app survives a CT restart",
+            ),
         }
         if let Some(vols) = svc.get("volumes") {
             match vols.as_sequence() {
@@ -408,7 +471,10 @@ fn check_compose(s: &mut Sink, e: &CatalogEntry, compose: &Mapping, defined: &BT
                         if src.ends_with("docker.sock") {
                             uses_socket = true;
                             if !e.docker_socket {
-                                s.push(vat, "mounting the Docker socket must be declared with top-level `docker_socket: true`");
+                                s.push(
+                                    vat,
+                                    "mounting the Docker socket must be declared with top-level `docker_socket: true`",
+                                );
                             }
                         } else if src.starts_with('/') {
                             if !ALLOWED_HOST_PATHS.contains(&src.as_str()) {
@@ -429,6 +495,18 @@ fn check_compose(s: &mut Sink, e: &CatalogEntry, compose: &Mapping, defined: &BT
             check_environment(s, &at, env);
         }
     }
+    // The entry's version names what is deployed: it must appear in an image tag.
+    let tags: Vec<String> = e
+        .images()
+        .iter()
+        .filter_map(|i| i.rsplit('/').next().and_then(|l| l.split_once(':')).map(|(_, t)| t.to_string()))
+        .collect();
+    if !e.version.is_empty() && !tags.is_empty() && !tags.iter().any(|t| t.contains(e.version.as_str())) {
+        s.push(
+            "version",
+            format!("{:?} does not appear in any image tag ({})", e.version, tags.join(", ")),
+        );
+    }
     if e.privileged && !uses_privileged {
         s.push("privileged", "declared but no service is privileged");
     }
@@ -438,12 +516,18 @@ fn check_compose(s: &mut Sink, e: &CatalogEntry, compose: &Mapping, defined: &BT
     let declared_vols: BTreeSet<&String> = e.volumes.iter().map(|v| &v.name).collect();
     for (i, v) in e.volumes.iter().enumerate() {
         if !top_volumes.contains(&v.name) {
-            s.push(format!("volumes[{i}].name"), format!("{:?} is not a volume under compose.volumes", v.name));
+            s.push(
+                format!("volumes[{i}].name"),
+                format!("{:?} is not a volume under compose.volumes", v.name),
+            );
         }
     }
     for v in &top_volumes {
         if !declared_vols.contains(v) {
-            s.push(format!("compose.volumes.{v}"), "volume not declared in the entry's `volumes` list (describe what it holds)");
+            s.push(
+                format!("compose.volumes.{v}"),
+                "volume not declared in the entry's `volumes` list (describe what it holds)",
+            );
         }
     }
 
@@ -452,12 +536,18 @@ fn check_compose(s: &mut Sink, e: &CatalogEntry, compose: &Mapping, defined: &BT
     collect_refs(&Value::Mapping(compose.clone()), "compose", &mut used, s);
     for (var, at) in &used {
         if !defined.contains(var) {
-            s.push(at.clone(), format!("${{{var}}} is not defined in env (built-ins: {})", BUILTIN_VARS.join(", ")));
+            s.push(
+                at.clone(),
+                format!("${{{var}}} is not defined in env (built-ins: {})", BUILTIN_VARS.join(", ")),
+            );
         }
     }
     for (i, v) in e.env.iter().enumerate() {
         if !used.contains_key(&v.name) {
-            s.push(format!("env[{i}].name"), format!("{:?} is never referenced as ${{{}}} in compose", v.name, v.name));
+            s.push(
+                format!("env[{i}].name"),
+                format!("{:?} is never referenced as ${{{}}} in compose", v.name, v.name),
+            );
         }
     }
 
@@ -474,7 +564,10 @@ fn check_compose(s: &mut Sink, e: &CatalogEntry, compose: &Mapping, defined: &BT
                 if p.host < 1024 {
                     s.push(
                         format!("compose.services.{}.ports", p.service),
-                        format!("published port {} is below 1024; publish a CT port >= 1024 (e.g. \"8080:{}\")", p.host, p.container),
+                        format!(
+                            "published port {} is below 1024; publish a CT port >= 1024 (e.g. \"8080:{}\")",
+                            p.host, p.container
+                        ),
                     );
                 }
                 if !seen.insert((p.host, p.proto)) {
@@ -486,11 +579,24 @@ fn check_compose(s: &mut Sink, e: &CatalogEntry, compose: &Mapping, defined: &BT
             }
             let declared: BTreeSet<(u16, Proto)> = e.declared_ports().into_iter().collect();
             for (port, proto) in seen.difference(&declared) {
-                s.push("ports", format!("compose publishes {port}/{} but the entry does not declare it (web.port or ports[])", proto.as_str()));
+                s.push(
+                    "ports",
+                    format!(
+                        "compose publishes {port}/{} but the entry does not declare it (web.port or ports[])",
+                        proto.as_str()
+                    ),
+                );
             }
             for (port, proto) in declared.difference(&seen) {
-                let field = if e.web.as_ref().is_some_and(|w| w.port == *port) && *proto == Proto::Tcp { "web.port" } else { "ports" };
-                s.push(field, format!("{port}/{} is declared but no compose service publishes it", proto.as_str()));
+                let field = if e.web.as_ref().is_some_and(|w| w.port == *port) && *proto == Proto::Tcp {
+                    "web.port"
+                } else {
+                    "ports"
+                };
+                s.push(
+                    field,
+                    format!("{port}/{} is declared but no compose service publishes it", proto.as_str()),
+                );
             }
             if let Some(hp) = e.healthcheck.port
                 && !seen.contains(&(hp, Proto::Tcp))
@@ -512,10 +618,8 @@ pub fn check_image(img: &str) -> Result<(), String> {
     let last = img.rsplit('/').next().unwrap_or(img);
     match last.split_once(':') {
         None => Err("no tag; pin a version (e.g. name:1.2.3)".into()),
-        Some((_, tag)) if tag.is_empty() => Err("empty tag".into()),
-        Some((_, tag)) if FLOATING_TAGS.contains(&tag.to_ascii_lowercase().as_str()) => {
-            Err(format!("tag {tag:?} floats; pin a version"))
-        }
+        Some((_, "")) => Err("empty tag".into()),
+        Some((_, tag)) if FLOATING_TAGS.contains(&tag.to_ascii_lowercase().as_str()) => Err(format!("tag {tag:?} floats; pin a version")),
         Some(_) => Ok(()),
     }
 }
@@ -550,7 +654,8 @@ fn check_environment(s: &mut Sink, at: &str, env: &Value) {
     };
     for (k, v) in pairs {
         let Some(v) = v else { continue };
-        if is_secretish(&k) && !v.contains("${") && !is_switch(&v) && !(k.ends_with("_FILE") && v.starts_with('/')) {
+        let file_ref = k.ends_with("_FILE") && v.starts_with('/');
+        if is_secretish(&k) && !v.contains("${") && !is_switch(&v) && !file_ref {
             s.push(
                 format!("{at}.environment.{k}"),
                 "literal value for a password/secret/token; reference a generated secret as ${VAR} from env",
@@ -644,7 +749,12 @@ pub fn published_ports(compose: &Mapping) -> Result<Vec<Published>, Vec<(String,
         };
         for (i, p) in list.iter().enumerate() {
             match parse_port(p) {
-                Ok((host, container, proto)) => out.push(Published { service: name.clone(), host, container, proto }),
+                Ok((host, container, proto)) => out.push(Published {
+                    service: name.clone(),
+                    host,
+                    container,
+                    proto,
+                }),
                 Err(m) => errs.push((format!("{at}[{i}]"), m)),
             }
         }
@@ -684,7 +794,9 @@ fn parse_port(p: &Value) -> Result<(u16, u16, Proto), String> {
             let parts: Vec<&str> = spec.rsplitn(3, ':').collect();
             match parts.as_slice() {
                 [_] => Err(format!("{t:?} publishes a random host port; write \"HOST:CONTAINER\"")),
-                [container, host] | [container, host, _] => Ok((parse_num(host, "host port")?, parse_num(container, "container port")?, proto)),
+                [container, host] | [container, host, _] => {
+                    Ok((parse_num(host, "host port")?, parse_num(container, "container port")?, proto))
+                }
                 _ => Err(format!("{t:?} is not HOST:CONTAINER")),
             }
         }
@@ -692,7 +804,11 @@ fn parse_port(p: &Value) -> Result<(u16, u16, Proto), String> {
             let num = |k: &str| -> Result<Option<u16>, String> {
                 match m.get(k) {
                     None => Ok(None),
-                    Some(Value::Number(n)) => n.as_u64().and_then(|n| u16::try_from(n).ok()).map(Some).ok_or(format!("{k} is not a port")),
+                    Some(Value::Number(n)) => n
+                        .as_u64()
+                        .and_then(|n| u16::try_from(n).ok())
+                        .map(Some)
+                        .ok_or(format!("{k} is not a port")),
                     Some(Value::String(t)) => parse_num(t, k).map(Some),
                     Some(_) => Err(format!("{k} is not a port")),
                 }
@@ -806,14 +922,26 @@ healthcheck:
 
     #[test]
     fn id_must_match_file_and_be_a_label() {
-        assert!(has(&broken("id: demo", "id: other"), "demo.yaml:id: \"other\" must equal the file name"));
-        assert!(has(&broken("id: demo", "id: Demo_App"), "demo.yaml:id: \"Demo_App\" is not an RFC 1123 label"));
+        assert!(has(
+            &broken("id: demo", "id: other"),
+            "demo.yaml:id: \"other\" must equal the file name"
+        ));
+        assert!(has(
+            &broken("id: demo", "id: Demo_App"),
+            "demo.yaml:id: \"Demo_App\" is not an RFC 1123 label"
+        ));
     }
 
     #[test]
     fn images_must_be_pinned() {
         let i = broken("example/app:1.2.3", "example/app:latest");
-        assert!(has(&i, "demo.yaml:compose.services.app.image: \"example/app:latest\": tag \"latest\" floats"), "{i:?}");
+        assert!(
+            has(
+                &i,
+                "demo.yaml:compose.services.app.image: \"example/app:latest\": tag \"latest\" floats"
+            ),
+            "{i:?}"
+        );
         let i = broken("example/app:1.2.3", "example/app");
         assert!(has(&i, "demo.yaml:compose.services.app.image: \"example/app\": no tag"), "{i:?}");
         // A registry port is not a tag.
@@ -825,17 +953,39 @@ healthcheck:
 
     #[test]
     fn host_network_privileged_and_socket_are_refused() {
-        let i = broken("      restart: unless-stopped\n", "      restart: unless-stopped\n      network_mode: host\n");
-        assert!(has(&i, "demo.yaml:compose.services.app.network_mode: `network_mode: host` is not allowed"), "{i:?}");
-        let i = broken("      restart: unless-stopped\n", "      restart: unless-stopped\n      privileged: true\n");
+        let i = broken(
+            "      restart: unless-stopped\n",
+            "      restart: unless-stopped\n      network_mode: host\n",
+        );
+        assert!(
+            has(
+                &i,
+                "demo.yaml:compose.services.app.network_mode: `network_mode: host` is not allowed"
+            ),
+            "{i:?}"
+        );
+        let i = broken(
+            "      restart: unless-stopped\n",
+            "      restart: unless-stopped\n      privileged: true\n",
+        );
         assert!(has(&i, "demo.yaml:compose.services.app.privileged:"), "{i:?}");
         // Declared: accepted.
         let ok = BASE
-            .replacen("      restart: unless-stopped\n", "      restart: unless-stopped\n      privileged: true\n", 1)
+            .replacen(
+                "      restart: unless-stopped\n",
+                "      restart: unless-stopped\n      privileged: true\n",
+                1,
+            )
             .replacen("id: demo", "id: demo\nprivileged: true", 1);
         assert_eq!(issues(&ok), Vec::<String>::new());
-        let i = broken("        - data:/data", "        - data:/data\n        - /var/run/docker.sock:/var/run/docker.sock");
-        assert!(has(&i, "demo.yaml:compose.services.app.volumes[1]: mounting the Docker socket"), "{i:?}");
+        let i = broken(
+            "        - data:/data",
+            "        - data:/data\n        - /var/run/docker.sock:/var/run/docker.sock",
+        );
+        assert!(
+            has(&i, "demo.yaml:compose.services.app.volumes[1]: mounting the Docker socket"),
+            "{i:?}"
+        );
         let i = broken("        - data:/data", "        - /etc:/host-etc");
         assert!(has(&i, "demo.yaml:compose.services.app.volumes[0]: host path \"/etc\""), "{i:?}");
         let i = broken("      restart: unless-stopped\n", "      build: .\n");
@@ -846,7 +996,13 @@ healthcheck:
     #[test]
     fn every_variable_is_defined_and_used() {
         let i = broken("URL: ${PROX_URL}", "URL: ${SITE_URL}");
-        assert!(has(&i, "demo.yaml:compose.services.app.environment.URL: ${SITE_URL} is not defined in env"), "{i:?}");
+        assert!(
+            has(
+                &i,
+                "demo.yaml:compose.services.app.environment.URL: ${SITE_URL} is not defined in env"
+            ),
+            "{i:?}"
+        );
         let i = broken("ADMIN_EMAIL: ${ADMIN_EMAIL}", "ADMIN_EMAIL: $$ADMIN_EMAIL");
         assert!(has(&i, "demo.yaml:env[1].name: \"ADMIN_EMAIL\" is never referenced"), "{i:?}");
         assert_eq!(var_refs("a ${X} $Y $$Z ${W:-d} $${V}"), vec!["X", "Y", "W"]);
@@ -855,20 +1011,41 @@ healthcheck:
     #[test]
     fn published_ports_rules() {
         let i = broken("\"8080:80\"", "\"80:80\"");
-        assert!(has(&i, "demo.yaml:compose.services.app.ports: published port 80 is below 1024"), "{i:?}");
-        assert!(has(&i, "demo.yaml:web.port: 8080/tcp is declared but no compose service publishes it"), "{i:?}");
+        assert!(
+            has(&i, "demo.yaml:compose.services.app.ports: published port 80 is below 1024"),
+            "{i:?}"
+        );
+        assert!(
+            has(&i, "demo.yaml:web.port: 8080/tcp is declared but no compose service publishes it"),
+            "{i:?}"
+        );
         let i = broken("\"5432:5432\"", "\"8080:81\"");
-        assert!(has(&i, "demo.yaml:compose.services.app.ports: port 8080/tcp is published twice"), "{i:?}");
+        assert!(
+            has(&i, "demo.yaml:compose.services.app.ports: port 8080/tcp is published twice"),
+            "{i:?}"
+        );
         let i = broken("\"5432:5432\"", "\"5433:5432\"");
-        assert!(has(&i, "demo.yaml:ports: compose publishes 5433/tcp but the entry does not declare it"), "{i:?}");
+        assert!(
+            has(&i, "demo.yaml:ports: compose publishes 5433/tcp but the entry does not declare it"),
+            "{i:?}"
+        );
         let i = broken("\"5432:5432\"", "\"5432\"");
-        assert!(has(&i, "demo.yaml:compose.services.app.ports[1]: \"5432\" publishes a random host port"), "{i:?}");
+        assert!(
+            has(&i, "demo.yaml:compose.services.app.ports[1]: \"5432\" publishes a random host port"),
+            "{i:?}"
+        );
         let i = broken("web:\n  port: 8080", "web:\n  port: 9999");
-        assert!(has(&i, "demo.yaml:web.port: 9999/tcp is declared but no compose service publishes it"), "{i:?}");
+        assert!(
+            has(&i, "demo.yaml:web.port: 9999/tcp is declared but no compose service publishes it"),
+            "{i:?}"
+        );
         let i = broken("  - port: 5432", "  - port: 80");
         assert!(has(&i, "demo.yaml:ports[0].port: 80 is below 1024"), "{i:?}");
         let i = broken("\"5432:5432\"", "\"6000-6010:6000-6010\"");
-        assert!(has(&i, "demo.yaml:compose.services.app.ports[1]: host port \"6000-6010\": port ranges"), "{i:?}");
+        assert!(
+            has(&i, "demo.yaml:compose.services.app.ports[1]: host port \"6000-6010\": port ranges"),
+            "{i:?}"
+        );
         let i = broken("\"5432:5432\"", "{target: 5432, published: 5432, protocol: udp}");
         assert!(has(&i, "demo.yaml:ports: compose publishes 5432/udp"), "{i:?}");
     }
@@ -876,7 +1053,10 @@ healthcheck:
     #[test]
     fn literal_passwords_are_refused() {
         let i = broken("DB_PASSWORD: ${DB_PASSWORD}", "DB_PASSWORD: hunter2hunter2");
-        assert!(has(&i, "demo.yaml:compose.services.app.environment.DB_PASSWORD: literal value"), "{i:?}");
+        assert!(
+            has(&i, "demo.yaml:compose.services.app.environment.DB_PASSWORD: literal value"),
+            "{i:?}"
+        );
         let i = broken("URL: ${PROX_URL}", "URL: ${PROX_URL}\n        - API_TOKEN=abc");
         // environment mixing mapping and list is a YAML error; use list form instead:
         assert!(!i.is_empty());
@@ -886,8 +1066,14 @@ healthcheck:
             1,
         );
         let i = issues(&list);
-        assert!(has(&i, "demo.yaml:compose.services.app.environment.API_TOKEN: literal value"), "{i:?}");
-        let i = broken("  - name: DB_PASSWORD\n    secret:\n      length: 24", "  - name: DB_PASSWORD\n    default: changeme");
+        assert!(
+            has(&i, "demo.yaml:compose.services.app.environment.API_TOKEN: literal value"),
+            "{i:?}"
+        );
+        let i = broken(
+            "  - name: DB_PASSWORD\n    secret:\n      length: 24",
+            "  - name: DB_PASSWORD\n    default: changeme",
+        );
         assert!(has(&i, "demo.yaml:env[0].default: literal value for a password"), "{i:?}");
         let i = broken("    secret:\n      length: 24", "    default: x\n    secret:\n      length: 24");
         assert!(has(&i, "demo.yaml:env[0].default: a secret must not have a default"), "{i:?}");
@@ -904,20 +1090,42 @@ healthcheck:
         assert!(has(&broken("memory_mb: 256", "memory_mb: 16"), "demo.yaml:min.memory_mb:"));
         assert!(has(&broken("disk_gb: 2", "disk_gb: 0"), "demo.yaml:min.disk_gb:"));
         assert!(has(&broken("path: /health", "path: health"), "demo.yaml:healthcheck.path:"));
-        assert!(has(&broken("expect_status: 200", "expect_status: 42"), "demo.yaml:healthcheck.expect_status:"));
-        assert!(has(&broken("timeout_secs: 60", "timeout_secs: 0"), "demo.yaml:healthcheck.timeout_secs:"));
+        assert!(has(
+            &broken("expect_status: 200", "expect_status: 42"),
+            "demo.yaml:healthcheck.expect_status:"
+        ));
+        assert!(has(
+            &broken("timeout_secs: 60", "timeout_secs: 0"),
+            "demo.yaml:healthcheck.timeout_secs:"
+        ));
         let i = broken("timeout_secs: 60", "timeout_secs: 60\n  port: 7000");
         assert!(has(&i, "demo.yaml:healthcheck.port: 7000/tcp is not a published port"), "{i:?}");
         let i = broken("web:\n  port: 8080\n", "");
         assert!(has(&i, "demo.yaml:ports: compose publishes 8080/tcp"), "{i:?}");
-        assert!(has(&i, "demo.yaml:healthcheck.port: required when the entry has no web port"), "{i:?}");
+        assert!(
+            has(&i, "demo.yaml:healthcheck.port: required when the entry has no web port"),
+            "{i:?}"
+        );
     }
 
     #[test]
     fn metadata_rules() {
-        assert!(has(&broken("category: Database", "category: Stuff"), "demo.yaml:category: \"Stuff\" is not a known category"));
-        assert!(has(&broken("icon: \"🧪\"", "icon: https://cdn.example.org/x.png"), "demo.yaml:icon: remote URLs are not allowed"));
-        assert!(has(&broken("tags: [demo, test]", "tags: [demo, demo]"), "demo.yaml:tags[1]: \"demo\" is listed twice"));
+        assert!(has(
+            &broken("version: \"1.2.3\"", "version: \"2.0\""),
+            "demo.yaml:version: \"2.0\" does not appear in any image tag (1.2.3)"
+        ));
+        assert!(has(
+            &broken("category: Database", "category: Stuff"),
+            "demo.yaml:category: \"Stuff\" is not a known category"
+        ));
+        assert!(has(
+            &broken("icon: \"🧪\"", "icon: https://cdn.example.org/x.png"),
+            "demo.yaml:icon: remote URLs are not allowed"
+        ));
+        assert!(has(
+            &broken("tags: [demo, test]", "tags: [demo, demo]"),
+            "demo.yaml:tags[1]: \"demo\" is listed twice"
+        ));
         assert!(has(&broken("tags: [demo, test]", "tags: [Demo]"), "demo.yaml:tags[0]:"));
         assert!(has(&broken("name: Demo", "name: \"\""), "demo.yaml:name: must not be empty"));
         assert!(issues(&BASE.replacen("icon: \"🧪\"", "icon: '<svg xmlns=\"http://www.w3.org/2000/svg\"></svg>'", 1)).is_empty());
@@ -925,18 +1133,30 @@ healthcheck:
 
     #[test]
     fn env_and_field_rules() {
-        let i = broken("  - name: ADMIN_EMAIL\n    required: true", "  - name: admin-email\n    required: true");
+        let i = broken(
+            "  - name: ADMIN_EMAIL\n    required: true",
+            "  - name: admin-email\n    required: true",
+        );
         assert!(has(&i, "demo.yaml:env[1].name: \"admin-email\" must match"), "{i:?}");
         let i = broken("      type: email", "      type: select");
         assert!(has(&i, "demo.yaml:env[1].field.options: a select needs options"), "{i:?}");
         let i = broken("    required: true\n", "    required: true\n    default: not-an-email\n");
-        assert!(has(&i, "demo.yaml:env[1].default: default \"not-an-email\" is not an e-mail address"), "{i:?}");
-        let i = broken("  - name: ADMIN_EMAIL\n    required: true\n    field:\n      label: Admin e-mail\n      type: email\n", "  - name: ADMIN_EMAIL\n    required: true\n");
+        assert!(
+            has(&i, "demo.yaml:env[1].default: default \"not-an-email\" is not an e-mail address"),
+            "{i:?}"
+        );
+        let i = broken(
+            "  - name: ADMIN_EMAIL\n    required: true\n    field:\n      label: Admin e-mail\n      type: email\n",
+            "  - name: ADMIN_EMAIL\n    required: true\n",
+        );
         assert!(has(&i, "demo.yaml:env[1].required: required but nothing supplies it"), "{i:?}");
         let i = broken("  - name: ADMIN_EMAIL", "  - name: DB_PASSWORD");
         assert!(has(&i, "demo.yaml:env[1].name: \"DB_PASSWORD\" is defined twice"), "{i:?}");
         let i = broken("  - name: ADMIN_EMAIL", "  - name: PROX_URL");
-        assert!(has(&i, "demo.yaml:env[1].name: \"PROX_URL\": the PROX_ prefix is reserved"), "{i:?}");
+        assert!(
+            has(&i, "demo.yaml:env[1].name: \"PROX_URL\": the PROX_ prefix is reserved"),
+            "{i:?}"
+        );
     }
 
     #[test]
@@ -944,7 +1164,13 @@ healthcheck:
         let i = broken("  - name: data\n    description: Data\n", "");
         assert!(has(&i, "demo.yaml:compose.volumes.data: volume not declared"), "{i:?}");
         let i = broken("        - data:/data", "        - other:/data");
-        assert!(has(&i, "demo.yaml:compose.services.app.volumes[0]: named volume \"other\" is not defined"), "{i:?}");
+        assert!(
+            has(
+                &i,
+                "demo.yaml:compose.services.app.volumes[0]: named volume \"other\" is not defined"
+            ),
+            "{i:?}"
+        );
     }
 
     #[test]
@@ -954,7 +1180,52 @@ healthcheck:
         let end = BASE.find("web:").unwrap();
         let doc = format!("{}{}{}", &BASE[..start], text, &BASE[end..]);
         let i = issues(&doc);
-        assert_eq!(i.len(), 1, "{i:?}");
+        assert_eq!(i.len(), 2, "{i:?}");
+        assert!(has(&i, "demo.yaml:version:"), "{i:?}");
         assert!(has(&i, "demo.yaml:compose.services.app.image: \"example/app:latest\""), "{i:?}");
+    }
+
+    #[test]
+    fn malformed_input_gives_issues_never_panics() {
+        // Every prefix of a valid file, and shapes of the wrong type, give issues with a field.
+        let lines: Vec<&str> = BASE.lines().collect();
+        for n in 0..lines.len() {
+            let doc = lines[..n].join("\n");
+            if let Err(i) = parse_file("demo.yaml", "demo", &doc) {
+                assert!(
+                    !i.is_empty() && i.iter().all(|i| !i.field.is_empty() && !i.message.is_empty()),
+                    "{i:?}"
+                );
+            }
+        }
+        for doc in [
+            "",
+            "- a\n- b",
+            "42",
+            "id: [1, 2]",
+            "{{{",
+            &BASE.replacen("  services:", "  services: [1, 2]\n  x:", 1),
+            &BASE.replacen("      ports:", "      ports: 5\n      x:", 1),
+            &BASE.replacen(
+                "        - \"8080:80\"",
+                "        - [8080, 80]\n        - {target: 80}\n        - \"${P}:80\"",
+                1,
+            ),
+            &BASE.replacen("      environment:", "      environment: 7\n      x:", 1),
+            &BASE.replacen("      volumes:\n        - data:/data", "      volumes: {a: b}", 1),
+            &BASE.replacen("  volumes:\n    data: {}", "  volumes: [data]", 1),
+            &BASE.replacen("      image: example/app:1.2.3", "      image: [x]", 1),
+        ] {
+            let r = parse_file("demo.yaml", "demo", doc);
+            assert!(r.is_err(), "accepted: {doc}");
+        }
+        let i = broken("        - \"8080:80\"", "        - \"${P}:80\"");
+        assert!(
+            has(
+                &i,
+                "demo.yaml:compose.services.app.ports[0]: host port \"${P}\" must be a literal number"
+            ),
+            "{i:?}"
+        );
     }
 }

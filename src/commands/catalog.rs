@@ -10,7 +10,10 @@ pub fn validate(dir: Option<&Path>) -> ExitCode {
     let (count, issues) = match dir {
         None => load::validate_builtin(),
         Some(d) => match load::validate_dir(d) {
-            Ok((entries, issues)) => (entries.len() + issues.iter().map(|i| &i.file).collect::<std::collections::BTreeSet<_>>().len(), issues),
+            Ok((entries, issues)) => (
+                entries.len() + issues.iter().map(|i| &i.file).collect::<std::collections::BTreeSet<_>>().len(),
+                issues,
+            ),
             Err(e) => {
                 println!("{}:(dir): cannot read directory: {e}", d.display());
                 return ExitCode::FAILURE;
