@@ -24,5 +24,15 @@ pub async fn start_with(ctx: Context) -> anyhow::Result<Supervisor> {
         tracing::info!(service = "api", addr = %l.local_addr()?, "listening");
     }
     sup.spawn("api", crate::api::run(ctx.clone(), api_listeners));
+
+    // Reverse proxy (pingora on its own thread); HTTPS certificates from the appliance CA.
+    if ctx.config.proxy.enabled {
+        let listeners = crate::proxy::bind(&ctx)?;
+        let ca = crate::tls::CertAuthority::for_context(&ctx).context("proxy: loading the certificate authority")?;
+        let proxy = crate::proxy::start(&ctx, ca, listeners).await?;
+        sup.spawn("proxy", proxy.run());
+    } else {
+        sup.disabled("proxy");
+    }
     Ok(sup)
 }

@@ -11,6 +11,7 @@ pub mod config;
 pub mod daemon;
 pub mod events;
 pub mod plan;
+pub mod proxy;
 pub mod registry;
 pub mod secrets;
 pub mod store;
