@@ -288,7 +288,7 @@ impl ProxyHttp for ProxyApp {
             host = %ctx.host,
             path = %req.uri.path(),
             status,
-            latency_ms = format!("{:.2}", elapsed.as_secs_f64() * 1000.0),
+            latency_ms = (elapsed.as_secs_f64() * 100_000.0).round() / 100.0,
             app,
             scheme = if self.tls { "https" } else { "http" },
             proto = if session.is_http2() { "h2" } else { "http/1.1" },
