@@ -124,14 +124,16 @@ pub async fn start(ctx: &Context, ca: CertAuthority, listeners: ProxyListeners) 
     let ca_path = ca_pem_path(ctx);
     std::fs::write(&ca_path, ca.ca_pem()).with_context(|| format!("proxy: writing {}", ca_path.display()))?;
 
-    let mut conf = ServerConf::default();
-    conf.threads = cfg.threads.max(1);
-    conf.grace_period_seconds = Some(0);
-    conf.graceful_shutdown_timeout_seconds = Some(3);
-    conf.ca_file = Some(ca_path.display().to_string());
-    conf.pid_file = ctx.config.data_dir.join("proxy.pid").display().to_string();
-    conf.upgrade_sock = ctx.config.data_dir.join("proxy-upgrade.sock").display().to_string();
-    conf.daemon = false;
+    let conf = ServerConf {
+        threads: cfg.threads.max(1),
+        grace_period_seconds: Some(0),
+        graceful_shutdown_timeout_seconds: Some(3),
+        ca_file: Some(ca_path.display().to_string()),
+        pid_file: ctx.config.data_dir.join("proxy.pid").display().to_string(),
+        upgrade_sock: ctx.config.data_dir.join("proxy-upgrade.sock").display().to_string(),
+        daemon: false,
+        ..Default::default()
+    };
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
 

@@ -27,19 +27,14 @@ pub struct Backend {
 
 async fn ws_echo(mut socket: WebSocket) {
     while let Some(Ok(msg)) = socket.recv().await {
-        match msg {
-            Message::Text(t) => {
-                if socket.send(Message::Text(format!("echo:{t}").into())).await.is_err() {
-                    return;
-                }
-            }
-            Message::Binary(b) => {
-                if socket.send(Message::Binary(b)).await.is_err() {
-                    return;
-                }
-            }
+        let reply = match msg {
+            Message::Text(t) => Message::Text(format!("echo:{t}").into()),
+            Message::Binary(b) => Message::Binary(b),
             Message::Close(_) => return,
-            _ => {}
+            _ => continue,
+        };
+        if socket.send(reply).await.is_err() {
+            return;
         }
     }
 }
