@@ -172,12 +172,15 @@ pub async fn start(ctx: &Context, ca: CertAuthority, listeners: ProxyListeners) 
         })
         .context("proxy: cannot start the pingora thread")?;
 
-    // Ready means accepting.
+    // Ready means pingora's listening socket exists. Checked in /proc/net/tcp* rather than
+    // by connecting, so no half-open probe reaches the TLS listener (it would log a failed
+    // handshake).
     let deadline = Instant::now() + Duration::from_secs(10);
     for a in http_addrs.iter().chain(https_addrs.iter()) {
-        let probe = loopback_for(*a);
         loop {
-            if tokio::net::TcpStream::connect(probe).await.is_ok() {
+            if is_listening(*a)
+                .unwrap_or_else(|| std::net::TcpStream::connect_timeout(&loopback_for(*a), Duration::from_millis(200)).is_ok())
+            {
                 break;
             }
             if Instant::now() > deadline || thread.is_finished() {
@@ -200,6 +203,26 @@ pub async fn start(ctx: &Context, ca: CertAuthority, listeners: ProxyListeners) 
     })
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proc_net_listen_detection() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let a = l.local_addr().unwrap();
+        assert_eq!(is_listening(a), Some(true));
+        drop(l);
+        assert_eq!(is_listening(a), Some(false));
+        let text = "  sl  local_address rem_address   st\n   0: 0100007F:1F90 00000000:0000 0A 0\n   1: 0100007F:0050 0100007F:9C40 01 0\n";
+        assert!(listening_in(text, &proc_net_addr(&[127, 0, 0, 1], 8080)));
+        assert!(
+            !listening_in(text, &proc_net_addr(&[127, 0, 0, 1], 80)),
+            "established, not listening"
+        );
+    }
+}
+
 /// Connectable address for a listen address (unspecified → loopback).
 fn loopback_for(a: SocketAddr) -> SocketAddr {
     match a {
@@ -207,6 +230,36 @@ fn loopback_for(a: SocketAddr) -> SocketAddr {
         SocketAddr::V6(v) if v.ip().is_unspecified() => SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, v.port())),
         a => a,
     }
+}
+
+/// Is there a TCP socket in LISTEN state on exactly `addr` (this network namespace)?
+/// `None` when /proc/net is not readable.
+fn is_listening(addr: SocketAddr) -> Option<bool> {
+    let (file, want) = match addr {
+        SocketAddr::V4(v) => ("/proc/net/tcp", proc_net_addr(&v.ip().octets(), v.port())),
+        SocketAddr::V6(v) => ("/proc/net/tcp6", proc_net_addr(&v.ip().octets(), v.port())),
+    };
+    let text = std::fs::read_to_string(file).ok()?;
+    Some(listening_in(&text, &want))
+}
+
+/// The `local_address` column of /proc/net/tcp*: each 32-bit word of the address printed
+/// as a native-endian hex number, then the port in hex.
+fn proc_net_addr(octets: &[u8], port: u16) -> String {
+    let mut s = String::new();
+    for w in octets.chunks(4) {
+        s.push_str(&format!("{:08X}", u32::from_ne_bytes([w[0], w[1], w[2], w[3]])));
+    }
+    format!("{s}:{port:04X}")
+}
+
+/// Does the /proc/net/tcp* text hold a LISTEN (state `0A`) socket on `local`?
+fn listening_in(text: &str, local: &str) -> bool {
+    text.lines().skip(1).any(|l| {
+        let mut f = l.split_whitespace();
+        let (_sl, loc, _rem, st) = (f.next(), f.next(), f.next(), f.next());
+        loc == Some(local) && st == Some("0A")
+    })
 }
 
 impl ProxyHandle {

@@ -36,9 +36,13 @@ pub struct ManagementUpstream {
 }
 
 impl ManagementUpstream {
-    /// From the `api.listen` list and `api.tls`.
+    /// From the `api.listen` list and `api.tls` (`None` without addresses or for port 0).
     pub fn from_api(listen: &[SocketAddr], tls: bool) -> Option<ManagementUpstream> {
         let first = *listen.first()?;
+        if first.port() == 0 {
+            // An ephemeral API port is unknown here; no management route then.
+            return None;
+        }
         let ip = match first.ip() {
             IpAddr::V4(v) if v.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
             IpAddr::V6(v) if v.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
