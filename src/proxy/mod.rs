@@ -117,6 +117,7 @@ pub async fn start(ctx: &Context, ca: CertAuthority, listeners: ProxyListeners) 
             downstream_read_timeout: Duration::from_secs(20),
         },
         https_port: listeners.https.first().map(|(a, _)| a.port()),
+        instance: service::next_instance(),
     };
 
     // The CA certificate: downloadable from the data dir, and pingora's upstream trust
@@ -142,6 +143,7 @@ pub async fn start(ctx: &Context, ca: CertAuthority, listeners: ProxyListeners) 
     if !http_addrs.is_empty() {
         let mut svc =
             pingora::proxy::http_proxy_service_with_name(&server.configuration, ProxyApp::new(shared.clone(), false), "proxy-http");
+        set_server_options(&mut svc);
         for a in &http_addrs {
             svc.add_tcp(&a.to_string());
         }
@@ -150,6 +152,7 @@ pub async fn start(ctx: &Context, ca: CertAuthority, listeners: ProxyListeners) 
     if !https_addrs.is_empty() {
         let mut svc =
             pingora::proxy::http_proxy_service_with_name(&server.configuration, ProxyApp::new(shared.clone(), true), "proxy-https");
+        set_server_options(&mut svc);
         for a in &https_addrs {
             let mut tls = TlsSettings::with_callbacks(Box::new(NoCallbacks)).map_err(|e| anyhow::anyhow!("proxy: TLS settings: {e}"))?;
             tls.set_cert_resolver(ca.proxy_resolver());
@@ -220,6 +223,20 @@ mod tests {
             !listening_in(text, &proc_net_addr(&[127, 0, 0, 1], 80)),
             "established, not listening"
         );
+    }
+}
+
+/// Downstream connection limits: requests per keep-alive connection, idle HTTP/2 connections.
+fn set_server_options(svc: &mut pingora::services::listening::Service<pingora::proxy::HttpProxy<ProxyApp>>) {
+    if let Some(app) = svc.app_logic_mut() {
+        // Non-exhaustive upstream: start from the defaults and set fields.
+        #[allow(clippy::field_reassign_with_default)]
+        {
+            let mut o = pingora::apps::HttpServerOptions::default();
+            o.keepalive_request_limit = Some(10_000);
+            o.h2_idle_timeout = Some(Duration::from_secs(120));
+            app.server_options = Some(o);
+        }
     }
 }
 

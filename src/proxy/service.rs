@@ -20,6 +20,7 @@ use super::health::HealthTable;
 use super::policy::{self, HeaderLimits};
 use super::routes::{Route, RouteTable};
 use crate::telemetry::Metrics;
+use crate::telemetry::metrics::{Counter, Histogram};
 
 /// Limits and timeouts of one proxy.
 #[derive(Debug, Clone, Copy)]
@@ -51,6 +52,14 @@ pub struct Shared {
     pub limits: Limits,
     /// Port of the first HTTPS listener (redirect target), if any.
     pub https_port: Option<u16>,
+    /// Distinguishes proxies in one process (metric handle cache key); see [`next_instance`].
+    pub instance: u64,
+}
+
+/// A process-unique id for [`Shared::instance`].
+pub fn next_instance() -> u64 {
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 /// The proxy logic for one listener kind.
@@ -63,6 +72,46 @@ impl ProxyApp {
     /// Logic for plain-HTTP (`tls = false`) or HTTPS listeners.
     pub fn new(shared: Shared, tls: bool) -> Self {
         ProxyApp { shared, tls }
+    }
+}
+
+thread_local! {
+    /// Metric handles per (proxy instance, app, status) on this worker thread, so the hot
+    /// path takes no registry lock after the first request of a kind.
+    static METRIC_CACHE: std::cell::RefCell<std::collections::HashMap<(u64, String, u16), (Arc<Counter>, Arc<Histogram>)>> =
+        std::cell::RefCell::new(std::collections::HashMap::new());
+}
+
+impl ProxyApp {
+    fn record(&self, app: &str, status: u16, elapsed: Duration) {
+        let key = (self.shared.instance, app.to_string(), status);
+        let (c, h) = METRIC_CACHE.with(|cache| {
+            let mut cache = cache.borrow_mut();
+            if cache.len() > 10_000 {
+                cache.clear();
+            }
+            cache
+                .entry(key)
+                .or_insert_with(|| {
+                    let m = &self.shared.metrics;
+                    let code = status.to_string();
+                    (
+                        m.counter(
+                            "proximity_proxy_requests_total",
+                            "Requests handled by the reverse proxy",
+                            &[("app", app), ("code", &code)],
+                        ),
+                        m.histogram(
+                            "proximity_proxy_request_duration_seconds",
+                            "Reverse proxy request latency (downstream view)",
+                            &[("app", app)],
+                        ),
+                    )
+                })
+                .clone()
+        });
+        c.inc();
+        h.observe(elapsed.as_secs_f64());
     }
 }
 
@@ -278,8 +327,12 @@ impl ProxyHttp for ProxyApp {
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut ReqCtx) {
         let status = session.response_written().map(|r| r.status.as_u16()).unwrap_or(0);
         let elapsed = ctx.start.elapsed();
-        let req = session.req_header();
         let app = ctx.route.as_ref().map(|r| r.app_name.as_str()).unwrap_or("-");
+        self.record(app, status, elapsed);
+        if !tracing::enabled!(target: "proximity::proxy::access", tracing::Level::INFO) {
+            return;
+        }
+        let req = session.req_header();
         let client = session.client_addr().map(|a| a.to_string()).unwrap_or_default();
         tracing::info!(
             target: "proximity::proxy::access",
@@ -296,19 +349,5 @@ impl ProxyHttp for ProxyApp {
             error = e.map(|e| e.to_string()).unwrap_or_default(),
             "request"
         );
-        let m = &self.shared.metrics;
-        let code = status.to_string();
-        m.counter(
-            "proximity_proxy_requests_total",
-            "Requests handled by the reverse proxy",
-            &[("app", app), ("code", &code)],
-        )
-        .inc();
-        m.histogram(
-            "proximity_proxy_request_duration_seconds",
-            "Reverse proxy request latency (downstream view)",
-            &[("app", app)],
-        )
-        .observe(elapsed.as_secs_f64());
     }
 }
