@@ -199,6 +199,13 @@ fn http_https_h2_websocket_health_and_smuggling() {
     assert!(m.contains("proximity_proxy_requests_total{app=\"beta\",code=\"200\"}"), "{m}");
     assert!(m.contains("proximity_proxy_request_duration_seconds"), "{m}");
 
+    // Upstream slower than proxy.upstream_timeout_secs (5 s) → 504 page naming the app.
+    let t0 = Instant::now();
+    let r = curl(&format!("http://beta.prox.local:{h}/slow"), "beta.prox.local", h, &[]);
+    assert_eq!(r.code, 504, "{r:?}");
+    assert!(r.body.contains("beta"), "{r:?}");
+    assert!(t0.elapsed() < Duration::from_secs(9), "timeout took {:?}", t0.elapsed());
+
     // Clean stop.
     d.signal("TERM");
     let st = d.wait_exit(Duration::from_secs(15)).expect("daemon stops on SIGTERM");

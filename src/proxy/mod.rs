@@ -206,26 +206,6 @@ pub async fn start(ctx: &Context, ca: CertAuthority, listeners: ProxyListeners) 
     })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn proc_net_listen_detection() {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let a = l.local_addr().unwrap();
-        assert_eq!(is_listening(a), Some(true));
-        drop(l);
-        assert_eq!(is_listening(a), Some(false));
-        let text = "  sl  local_address rem_address   st\n   0: 0100007F:1F90 00000000:0000 0A 0\n   1: 0100007F:0050 0100007F:9C40 01 0\n";
-        assert!(listening_in(text, &proc_net_addr(&[127, 0, 0, 1], 8080)));
-        assert!(
-            !listening_in(text, &proc_net_addr(&[127, 0, 0, 1], 80)),
-            "established, not listening"
-        );
-    }
-}
-
 /// Downstream connection limits: requests per keep-alive connection, idle HTTP/2 connections.
 fn set_server_options(svc: &mut pingora::services::listening::Service<pingora::proxy::HttpProxy<ProxyApp>>) {
     if let Some(app) = svc.app_logic_mut() {
@@ -328,5 +308,25 @@ impl ProxyHandle {
                 Ok(())
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proc_net_listen_detection() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let a = l.local_addr().unwrap();
+        assert_eq!(is_listening(a), Some(true));
+        drop(l);
+        assert_eq!(is_listening(a), Some(false));
+        let text = "  sl  local_address rem_address   st\n   0: 0100007F:1F90 00000000:0000 0A 0\n   1: 0100007F:0050 0100007F:9C40 01 0\n";
+        assert!(listening_in(text, &proc_net_addr(&[127, 0, 0, 1], 8080)));
+        assert!(
+            !listening_in(text, &proc_net_addr(&[127, 0, 0, 1], 80)),
+            "established, not listening"
+        );
     }
 }

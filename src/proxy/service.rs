@@ -75,10 +75,13 @@ impl ProxyApp {
     }
 }
 
+type MetricKey = (u64, String, u16);
+type MetricHandles = (Arc<Counter>, Arc<Histogram>);
+
 thread_local! {
     /// Metric handles per (proxy instance, app, status) on this worker thread, so the hot
     /// path takes no registry lock after the first request of a kind.
-    static METRIC_CACHE: std::cell::RefCell<std::collections::HashMap<(u64, String, u16), (Arc<Counter>, Arc<Histogram>)>> =
+    static METRIC_CACHE: std::cell::RefCell<std::collections::HashMap<MetricKey, MetricHandles>> =
         std::cell::RefCell::new(std::collections::HashMap::new());
 }
 

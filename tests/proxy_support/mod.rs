@@ -60,6 +60,13 @@ impl Backend {
                     }
                 }),
             )
+            .route(
+                "/slow",
+                get(|| async {
+                    tokio::time::sleep(Duration::from_secs(20)).await;
+                    "late"
+                }),
+            )
             .route("/ws", get(|ws: WebSocketUpgrade| async move { ws.on_upgrade(ws_echo) }));
         let listener = tokio::net::TcpListener::bind(addr).await.expect("backend bind");
         let addr = listener.local_addr().unwrap();
