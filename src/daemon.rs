@@ -37,6 +37,16 @@ pub async fn start_with(ctx: Context) -> anyhow::Result<Supervisor> {
     let api = crate::api::ApiState::with_parts(ctx.clone(), Default::default(), Some(catalog), hosts)?;
     api.set_platform(platform);
     sup.spawn("api", crate::api::run_with(api, api_listeners));
+
+    // Reverse proxy (pingora on its own thread); HTTPS certificates from the appliance CA.
+    if ctx.config.proxy.enabled {
+        let listeners = crate::proxy::bind(&ctx)?;
+        let ca = crate::tls::CertAuthority::for_context(&ctx).context("proxy: loading the certificate authority")?;
+        let proxy = crate::proxy::start(&ctx, ca, listeners).await?;
+        sup.spawn("proxy", proxy.run());
+    } else {
+        sup.disabled("proxy");
+    }
     Ok(sup)
 }
 

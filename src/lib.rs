@@ -14,6 +14,7 @@ pub mod events;
 pub mod jobs;
 pub mod plan;
 pub mod platform;
+pub mod proxy;
 pub mod pve;
 pub mod registry;
 pub mod secrets;

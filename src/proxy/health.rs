@@ -1,0 +1,153 @@
+//! Upstream health: passive (a failed connect marks the upstream down, a response marks it
+//! up) and active (a TCP connect probe to every upstream each `proxy.health_check_secs`).
+//!
+//! A down upstream is still tried, but with a short connect timeout, so a client gets the
+//! 502 page quickly for a blackholed host and gets through as soon as the app is back —
+//! one upstream per route means there is no other backend to fail over to.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use tokio_util::sync::CancellationToken;
+
+use super::routes::RouteTable;
+use crate::telemetry::Metrics;
+
+/// Health state per upstream address. Unknown upstreams count as up.
+#[derive(Debug, Default)]
+pub struct HealthTable {
+    down: Mutex<HashMap<SocketAddr, String>>,
+}
+
+impl HealthTable {
+    /// Is `addr` believed reachable?
+    pub fn is_up(&self, addr: &SocketAddr) -> bool {
+        !self.down.lock().unwrap_or_else(|e| e.into_inner()).contains_key(addr)
+    }
+
+    /// Record a failure; logs the transition.
+    pub fn mark_down(&self, addr: SocketAddr, app: &str, why: &str) {
+        let mut d = self.down.lock().unwrap_or_else(|e| e.into_inner());
+        if d.insert(addr, app.to_string()).is_none() {
+            tracing::warn!(upstream = %addr, app, reason = why, "upstream down");
+        }
+    }
+
+    /// Record a success; logs the transition.
+    pub fn mark_up(&self, addr: SocketAddr) {
+        let mut d = self.down.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(app) = d.remove(&addr) {
+            tracing::info!(upstream = %addr, app, "upstream up");
+        }
+    }
+
+    /// Forget upstreams that are no longer routed.
+    pub fn retain(&self, live: &[SocketAddr]) {
+        self.down.lock().unwrap_or_else(|e| e.into_inner()).retain(|a, _| live.contains(a));
+    }
+}
+
+/// Probe every routed upstream each `interval` until `shutdown`.
+pub async fn run_active_checks(
+    routes: Arc<ArcSwap<RouteTable>>,
+    health: Arc<HealthTable>,
+    metrics: Metrics,
+    interval: Duration,
+    shutdown: CancellationToken,
+) {
+    let probe_timeout = interval.min(Duration::from_secs(2));
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let ups = routes.load().upstreams();
+        health.retain(&ups.iter().map(|(a, _)| *a).collect::<Vec<_>>());
+        let probes = ups.into_iter().map(|(addr, app)| {
+            let health = health.clone();
+            let metrics = metrics.clone();
+            async move {
+                let ok = matches!(
+                    tokio::time::timeout(probe_timeout, tokio::net::TcpStream::connect(addr)).await,
+                    Ok(Ok(_))
+                );
+                metrics
+                    .gauge(
+                        "proximity_proxy_upstream_up",
+                        "1 when the last health probe of an upstream succeeded",
+                        &[("app", &app)],
+                    )
+                    .set(ok as i64);
+                if ok {
+                    health.mark_up(addr);
+                } else {
+                    health.mark_down(addr, &app, "health probe failed");
+                }
+            }
+        });
+        futures::future::join_all(probes).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transitions() {
+        let h = HealthTable::default();
+        let a: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        assert!(h.is_up(&a));
+        h.mark_down(a, "x", "test");
+        assert!(!h.is_up(&a));
+        h.mark_up(a);
+        assert!(h.is_up(&a));
+        h.mark_down(a, "x", "test");
+        h.retain(&[]);
+        assert!(h.is_up(&a));
+    }
+
+    #[tokio::test]
+    async fn active_probe_marks_closed_port_down_and_open_port_up() {
+        let open = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let open_addr = open.local_addr().unwrap();
+        let closed_addr = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap()
+        };
+        let mut plan = crate::plan::NetworkPlan::empty(&crate::config::Config::default().network);
+        for (h, a) in [("a.prox.local", open_addr), ("b.prox.local", closed_addr)] {
+            plan.routes.push(crate::plan::ProxyRoute {
+                host: h.into(),
+                upstream: a,
+                app_id: h.into(),
+                app_name: h.into(),
+                https_redirect: false,
+            });
+        }
+        let routes = Arc::new(ArcSwap::from_pointee(RouteTable::from_plan(&plan, None)));
+        let health = Arc::new(HealthTable::default());
+        health.mark_down(open_addr, "a", "test");
+        let token = CancellationToken::new();
+        let task = tokio::spawn(run_active_checks(
+            routes,
+            health.clone(),
+            Metrics::new(),
+            Duration::from_millis(50),
+            token.clone(),
+        ));
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while (health.is_up(&closed_addr) || !health.is_up(&open_addr)) && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        token.cancel();
+        task.await.unwrap();
+        assert!(health.is_up(&open_addr));
+        assert!(!health.is_up(&closed_addr));
+    }
+}
