@@ -19,6 +19,9 @@ pub async fn start(config: Config) -> anyhow::Result<Supervisor> {
 pub async fn start_with(ctx: Context) -> anyhow::Result<Supervisor> {
     let mut sup = Supervisor::new(ctx.clone());
 
+    // Network plane (branch net): link, DHCP, DNS, firewall — each only when enabled.
+    crate::netplane::start(&ctx, &mut sup).await?;
+
     let api_listeners = crate::api::bind(&ctx)?;
     for l in &api_listeners {
         tracing::info!(service = "api", addr = %l.local_addr()?, "listening");
