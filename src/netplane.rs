@@ -44,8 +44,14 @@ pub struct NetworkStatus {
 /// Collect the status. Lease names follow the DNS rule: they never shadow an app name.
 pub fn network_status(ctx: &Context) -> Result<NetworkStatus, StoreError> {
     let plan = ctx.plan.current();
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    let leases: Vec<Lease> = crate::dhcp::store::load(&ctx.store)?.into_iter().filter(|l| l.expires > now).collect();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let leases: Vec<Lease> = crate::dhcp::store::load(&ctx.store)?
+        .into_iter()
+        .filter(|l| l.expires > now)
+        .collect();
     let mut records: Vec<RecordView> = plan
         .records
         .iter()

@@ -224,7 +224,11 @@ pub fn decide(req: &Message, pool: &mut Pool, res: &Reservations, cfg: &PolicyCo
             // An INFORM ACK carries configuration but no lease parameters (RFC 2131 §3.4).
             m.opts_mut().insert(DhcpOption::MessageType(MessageType::Ack));
             add_config(&mut m, cfg, None);
-            let dest = if !giaddr.is_unspecified() { Dest::Relay(giaddr) } else { Dest::Unicast(ci) };
+            let dest = if !giaddr.is_unspecified() {
+                Dest::Relay(giaddr)
+            } else {
+                Dest::Unicast(ci)
+            };
             Outcome {
                 reply: Some((m, dest)),
                 change: None,
@@ -258,7 +262,9 @@ fn discover(req: &Message, mac: &str, pool: &mut Pool, res: &Reservations, cfg: 
         }
     };
     // Keep a bound lease bound (a client may re-discover); otherwise hold the address.
-    let keep_bound = pool.by_ip(ip).is_some_and(|l| l.mac == mac && l.state == LeaseState::Bound && l.expires > now);
+    let keep_bound = pool
+        .by_ip(ip)
+        .is_some_and(|l| l.mac == mac && l.state == LeaseState::Bound && l.expires > now);
     if !keep_bound {
         pool.insert(Lease {
             mac: mac.to_string(),
@@ -495,7 +501,13 @@ mod tests {
         assert_eq!(opt_u32(&m, OptionCode::Renewal), Some(1800));
         assert_eq!(opt_u32(&m, OptionCode::Rebinding), Some(3150));
         // The offer holds the address: another client gets the next one.
-        let o2 = decide(&msg(&MAC2, MessageType::Discover, Ipv4Addr::UNSPECIFIED), &mut p, &res(), &cfg(), 100);
+        let o2 = decide(
+            &msg(&MAC2, MessageType::Discover, Ipv4Addr::UNSPECIFIED),
+            &mut p,
+            &res(),
+            &cfg(),
+            100,
+        );
         assert_eq!(o2.reply.unwrap().0.yiaddr(), ip(102));
     }
 
@@ -539,7 +551,10 @@ mod tests {
         assert_eq!(o.reply.unwrap().1, Dest::Broadcast);
         // Another client's address: NAK.
         let b = dora(&mut p, &MAC2, 10);
-        assert_eq!(decide(&msg(&MAC, MessageType::Request, b), &mut p, &res(), &cfg(), 2002).kind, Kind::Nak);
+        assert_eq!(
+            decide(&msg(&MAC, MessageType::Request, b), &mut p, &res(), &cfg(), 2002).kind,
+            Kind::Nak
+        );
     }
 
     #[test]
@@ -560,7 +575,11 @@ mod tests {
         let mut p = pool();
         let a = dora(&mut p, &MAC, 10);
         // Release by another MAC is ignored.
-        assert!(decide(&msg(&MAC2, MessageType::Release, a), &mut p, &res(), &cfg(), 11).change.is_none());
+        assert!(
+            decide(&msg(&MAC2, MessageType::Release, a), &mut p, &res(), &cfg(), 11)
+                .change
+                .is_none()
+        );
         let o = decide(&msg(&MAC, MessageType::Release, a), &mut p, &res(), &cfg(), 11);
         assert_eq!((o.kind, o.change), (Kind::Released, Some(Change::Free(a))));
         assert!(p.by_ip(a).is_none());
@@ -603,13 +622,19 @@ mod tests {
     #[test]
     fn rate_limit_and_exhaustion_give_no_reply() {
         let mut p = Pool::new(ip(100), ip(101), 1);
-        assert_eq!(decide(&msg(&MAC, MessageType::Discover, Ipv4Addr::UNSPECIFIED), &mut p, &res(), &cfg(), 5).kind, Kind::Offer);
+        assert_eq!(
+            decide(&msg(&MAC, MessageType::Discover, Ipv4Addr::UNSPECIFIED), &mut p, &res(), &cfg(), 5).kind,
+            Kind::Offer
+        );
         assert_eq!(
             decide(&msg(&MAC2, MessageType::Discover, Ipv4Addr::UNSPECIFIED), &mut p, &res(), &cfg(), 5).kind,
             Kind::RateLimited
         );
         // The known client is not limited.
-        assert_eq!(decide(&msg(&MAC, MessageType::Discover, Ipv4Addr::UNSPECIFIED), &mut p, &res(), &cfg(), 5).kind, Kind::Offer);
+        assert_eq!(
+            decide(&msg(&MAC, MessageType::Discover, Ipv4Addr::UNSPECIFIED), &mut p, &res(), &cfg(), 5).kind,
+            Kind::Offer
+        );
         let mut p = Pool::new(ip(100), ip(100), 0);
         dora(&mut p, &MAC, 5);
         assert_eq!(

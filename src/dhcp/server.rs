@@ -39,7 +39,10 @@ pub fn bind(listen: SocketAddr, interface: &str) -> Result<std::net::UdpSocket, 
     let _ = sock.set_reuse_address(true);
     sock.bind(&listen.into()).map_err(|e| {
         let hint = if e.kind() == std::io::ErrorKind::AddrInUse {
-            format!("UDP port {} is already in use by another program (another DHCP server?)", listen.port())
+            format!(
+                "UDP port {} is already in use by another program (another DHCP server?)",
+                listen.port()
+            )
         } else {
             format!("cannot bind UDP {listen}")
         };

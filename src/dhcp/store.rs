@@ -12,7 +12,12 @@ pub const LEASES: Table<Lease> = Table::new("dhcp_leases");
 
 /// Every stored lease (including expired ones not yet swept).
 pub fn load(store: &Store) -> Result<Vec<Lease>, StoreError> {
-    Ok(store.list(LEASES)?.into_iter().map(|(_, l)| l).filter(|l| l.state == LeaseState::Bound).collect())
+    Ok(store
+        .list(LEASES)?
+        .into_iter()
+        .map(|(_, l)| l)
+        .filter(|l| l.state == LeaseState::Bound)
+        .collect())
 }
 
 /// Apply a batch of changes in one durable transaction (group commit).

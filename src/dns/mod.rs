@@ -45,7 +45,14 @@ pub enum Decision {
 }
 
 /// Decide one query. Pure.
-pub fn decide(zone: &Zone, lan: Ipv4Net, op: OpCode, queries: &[(Name, RecordType, DNSClass)], client: IpAddr, can_forward: bool) -> Decision {
+pub fn decide(
+    zone: &Zone,
+    lan: Ipv4Net,
+    op: OpCode,
+    queries: &[(Name, RecordType, DNSClass)],
+    client: IpAddr,
+    can_forward: bool,
+) -> Decision {
     if op != OpCode::Query {
         return Decision::Error(ResponseCode::NotImp);
     }
@@ -92,7 +99,11 @@ pub fn handle_bytes(zone: &Zone, lan: Ipv4Net, bytes: &[u8], client: IpAddr) -> 
     if req.metadata.message_type != MessageType::Query {
         return None;
     }
-    let qs: Vec<_> = req.queries.iter().map(|q| (q.name().clone(), q.query_type(), q.query_class())).collect();
+    let qs: Vec<_> = req
+        .queries
+        .iter()
+        .map(|q| (q.name().clone(), q.query_type(), q.query_class()))
+        .collect();
     let mut md = Metadata::response_from_request(&req.metadata);
     let mut resp = Message::new(req.metadata.id, MessageType::Response, req.metadata.op_code);
     match decide(zone, lan, req.metadata.op_code, &qs, client, false) {
@@ -180,8 +191,14 @@ impl Forwarder {
         q.add_query(Query::query(name.clone(), qtype));
         let bytes = q.to_vec().ok()?;
         for up in &self.upstreams {
-            let bind: SocketAddr = if up.is_ipv4() { "0.0.0.0:0".parse().ok()? } else { "[::]:0".parse().ok()? };
-            let Ok(sock) = tokio::net::UdpSocket::bind(bind).await else { continue };
+            let bind: SocketAddr = if up.is_ipv4() {
+                "0.0.0.0:0".parse().ok()?
+            } else {
+                "[::]:0".parse().ok()?
+            };
+            let Ok(sock) = tokio::net::UdpSocket::bind(bind).await else {
+                continue;
+            };
             if sock.connect(up).await.is_err() || sock.send(&bytes).await.is_err() {
                 continue;
             }
@@ -199,7 +216,11 @@ impl Forwarder {
                     .chain(resp.authorities.iter())
                     .map(|r| r.ttl)
                     .min()
-                    .unwrap_or(if rcode == ResponseCode::NoError || rcode == ResponseCode::NXDomain { 30 } else { 0 })
+                    .unwrap_or(if rcode == ResponseCode::NoError || rcode == ResponseCode::NXDomain {
+                        30
+                    } else {
+                        0
+                    })
                     .min(3600);
                 let out = (rcode, resp.answers, resp.authorities);
                 if ttl > 0 && matches!(rcode, ResponseCode::NoError | ResponseCode::NXDomain) {
@@ -400,7 +421,10 @@ pub type ZoneHandle = Arc<ArcSwap<Zone>>;
 
 fn build_zone(ctx: &Context, board: &LeaseBoard, wan: Option<std::net::Ipv4Addr>) -> Zone {
     let plan = ctx.plan.current();
-    let serial = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as u32).unwrap_or(1);
+    let serial = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as u32)
+        .unwrap_or(1);
     Zone::build(
         &plan,
         &board.current(),

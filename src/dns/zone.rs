@@ -326,9 +326,15 @@ mod tests {
     #[test]
     fn proxied_names_answer_the_address_facing_the_client() {
         let z = zone();
-        assert_eq!(a(z.lookup(&n("nginx-01.prox.local."), RecordType::A, LAN)), Ipv4Addr::new(10, 20, 0, 1));
+        assert_eq!(
+            a(z.lookup(&n("nginx-01.prox.local."), RecordType::A, LAN)),
+            Ipv4Addr::new(10, 20, 0, 1)
+        );
         assert_eq!(a(z.lookup(&n("nginx-01.prox.local."), RecordType::A, LO)), Ipv4Addr::LOCALHOST);
-        assert_eq!(a(z.lookup(&n("nginx-01.prox.local."), RecordType::A, WAN)), Ipv4Addr::new(192, 168, 1, 50));
+        assert_eq!(
+            a(z.lookup(&n("nginx-01.prox.local."), RecordType::A, WAN)),
+            Ipv4Addr::new(192, 168, 1, 50)
+        );
         // Non-proxied apps answer the container address to everyone.
         assert_eq!(a(z.lookup(&n("db.prox.local."), RecordType::A, WAN)), Ipv4Addr::new(10, 20, 0, 102));
     }
@@ -337,7 +343,10 @@ mod tests {
     fn case_insensitive_nodata_and_nxdomain() {
         let z = zone();
         assert_eq!(a(z.lookup(&n("NGINX-01.Prox.Local"), RecordType::A, LO)), Ipv4Addr::LOCALHOST);
-        assert!(matches!(z.lookup(&n("nginx-01.prox.local."), RecordType::AAAA, LO), Answer::NoData(_)));
+        assert!(matches!(
+            z.lookup(&n("nginx-01.prox.local."), RecordType::AAAA, LO),
+            Answer::NoData(_)
+        ));
         assert!(matches!(z.lookup(&n("nope.prox.local."), RecordType::A, LO), Answer::NxDomain(_)));
         assert!(matches!(z.lookup(&n("example.test."), RecordType::A, LO), Answer::NotLocal));
         assert!(matches!(z.lookup(&n("xprox.local."), RecordType::A, LO), Answer::NotLocal));
@@ -353,7 +362,10 @@ mod tests {
     #[test]
     fn lease_names_never_shadow_apps() {
         let z = zone();
-        assert_eq!(a(z.lookup(&n("laptop.prox.local."), RecordType::A, WAN)), Ipv4Addr::new(10, 20, 0, 150));
+        assert_eq!(
+            a(z.lookup(&n("laptop.prox.local."), RecordType::A, WAN)),
+            Ipv4Addr::new(10, 20, 0, 150)
+        );
         assert_eq!(a(z.lookup(&n("db.prox.local."), RecordType::A, LAN)), Ipv4Addr::new(10, 20, 0, 102));
     }
 
@@ -370,10 +382,22 @@ mod tests {
         assert_eq!(ptr("101.0.20.10.in-addr.arpa."), "nginx-01.prox.local.");
         assert_eq!(ptr("150.0.20.10.IN-ADDR.ARPA."), "laptop.prox.local.");
         assert_eq!(ptr("1.0.20.10.in-addr.arpa."), "ns.prox.local.");
-        assert!(matches!(z.lookup(&n("151.0.20.10.in-addr.arpa."), RecordType::PTR, LAN), Answer::NxDomain(_)));
-        assert!(matches!(z.lookup(&n("9.0.20.10.in-addr.arpa."), RecordType::PTR, LAN), Answer::NxDomain(_)));
-        assert!(matches!(z.lookup(&n("101.0.20.10.in-addr.arpa."), RecordType::A, LAN), Answer::NoData(_)));
-        assert!(matches!(z.lookup(&n("1.1.168.192.in-addr.arpa."), RecordType::PTR, LAN), Answer::NotLocal));
+        assert!(matches!(
+            z.lookup(&n("151.0.20.10.in-addr.arpa."), RecordType::PTR, LAN),
+            Answer::NxDomain(_)
+        ));
+        assert!(matches!(
+            z.lookup(&n("9.0.20.10.in-addr.arpa."), RecordType::PTR, LAN),
+            Answer::NxDomain(_)
+        ));
+        assert!(matches!(
+            z.lookup(&n("101.0.20.10.in-addr.arpa."), RecordType::A, LAN),
+            Answer::NoData(_)
+        ));
+        assert!(matches!(
+            z.lookup(&n("1.1.168.192.in-addr.arpa."), RecordType::PTR, LAN),
+            Answer::NotLocal
+        ));
         assert_eq!(reverse_zone("10.20.0.1/16".parse().unwrap()), "20.10.in-addr.arpa");
     }
 

@@ -18,7 +18,9 @@ pub enum ApplyError {
 /// Apply a batch atomically.
 pub async fn apply(batch: Batch<'_>) -> Result<(), ApplyError> {
     let nft = batch.to_nftables();
-    nftables::helper::apply_ruleset_async(&nft).await.map_err(|e| ApplyError::Nft(e.to_string()))
+    nftables::helper::apply_ruleset_async(&nft)
+        .await
+        .map_err(|e| ApplyError::Nft(e.to_string()))
 }
 
 /// Remove our table (no error when it does not exist).

@@ -55,7 +55,10 @@ pub fn settings(ctx: &Context, wan: Option<ipnet::Ipv4Net>) -> FirewallSettings 
 }
 
 fn now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// Apply the current plan once (start-up check: fails when `nft` cannot apply it).
@@ -75,7 +78,9 @@ pub async fn apply_current(ctx: &Context, s: &FirewallSettings) -> Result<(), ap
 /// Keep the ruleset in step with the plan until shutdown; remove the table on exit when
 /// `remove_on_exit`.
 pub async fn run(ctx: Context, s: FirewallSettings, remove_on_exit: bool) -> anyhow::Result<()> {
-    let failures = ctx.metrics.counter("proximity_firewall_apply_failures_total", "failed ruleset applies", &[]);
+    let failures = ctx
+        .metrics
+        .counter("proximity_firewall_apply_failures_total", "failed ruleset applies", &[]);
     let applies = ctx.metrics.counter("proximity_firewall_applies_total", "ruleset applies", &[]);
     let mut rx = ctx.plan.subscribe();
     rx.borrow_and_update();

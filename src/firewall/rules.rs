@@ -146,12 +146,22 @@ pub fn build(plan: &NetworkPlan, s: &FirewallSettings) -> (Batch<'static>, Rules
     rule(&mut b, "input", json!([established(), accept]));
     rule(&mut b, "input", json!([iif("lo"), accept]));
     for side in [lan, wan] {
-        rule(&mut b, "input", json!([iif(side), m(json!({"meta": {"key": "l4proto"}}), json!("icmp")), accept]));
+        rule(
+            &mut b,
+            "input",
+            json!([iif(side), m(json!({"meta": {"key": "l4proto"}}), json!("icmp")), accept]),
+        );
     }
     let mut lan_udp: Vec<u16> = s.dns_ports.clone();
     lan_udp.extend(s.dhcp_port);
     let mut lan_tcp: Vec<u16> = s.dns_ports.iter().chain(s.proxy_ports.iter()).copied().collect();
-    let mut wan_tcp: Vec<u16> = s.dns_ports.iter().chain(s.proxy_ports.iter()).chain(s.api_ports.iter()).copied().collect();
+    let mut wan_tcp: Vec<u16> = s
+        .dns_ports
+        .iter()
+        .chain(s.proxy_ports.iter())
+        .chain(s.api_ports.iter())
+        .copied()
+        .collect();
     for v in [&mut lan_udp, &mut lan_tcp, &mut wan_tcp] {
         v.sort_unstable();
         v.dedup();
@@ -190,7 +200,12 @@ pub fn build(plan: &NetworkPlan, s: &FirewallSettings) -> (Batch<'static>, Rules
         rule(
             &mut b,
             "forward",
-            json!([iif(lan), m(json!({"payload": {"protocol": "ip", "field": "daddr"}}), prefix(*n)), counter, drop]),
+            json!([
+                iif(lan),
+                m(json!({"payload": {"protocol": "ip", "field": "daddr"}}), prefix(*n)),
+                counter,
+                drop
+            ]),
         );
     }
     rule(&mut b, "forward", json!([iif(lan), oif(wan), accept]));
@@ -218,7 +233,10 @@ pub fn build(plan: &NetworkPlan, s: &FirewallSettings) -> (Batch<'static>, Rules
         };
         let mut expr = vec![iif(wan)];
         if let Some(w) = s.wan {
-            expr.push(m(json!({"payload": {"protocol": "ip", "field": "daddr"}}), json!(w.addr().to_string())));
+            expr.push(m(
+                json!({"payload": {"protocol": "ip", "field": "daddr"}}),
+                json!(w.addr().to_string()),
+            ));
         }
         expr.push(dport(proto, &[f.public_port]));
         expr.push(json!({"dnat": {"addr": target.ip().to_string(), "port": target.port()}}));
@@ -320,7 +338,11 @@ mod tests {
         assert!(text.contains(r#""addr":"10.99.0.0","len":16"#));
         // The table is added, deleted and re-added first; nothing outside it is touched.
         assert!(items[0].get("add").is_some() && items[1].get("delete").is_some());
-        assert!(items.iter().all(|i| !text.is_empty() && i.to_string().contains("proximity") || i.get("metainfo").is_some()));
+        assert!(
+            items
+                .iter()
+                .all(|i| !text.is_empty() && i.to_string().contains("proximity") || i.get("metainfo").is_some())
+        );
         assert_eq!(sum.forwards, vec!["30001/tcp -> 10.20.0.101:22".to_string()]);
         assert_eq!(sum.skipped_forwards.len(), 1);
         assert_eq!(sum.blocked_networks, vec!["10.99.0.0/16".to_string(), "192.168.1.0/24".to_string()]);
