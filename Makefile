@@ -5,7 +5,7 @@ VERSION := $(shell grep -m1 '^version' Cargo.toml | cut -d'"' -f2)
 APT_PACKAGES := build-essential cmake pkg-config curl ca-certificates nftables iproute2 dnsutils \
 	udhcpc isc-dhcp-client dnsmasq-base busybox-static python3-venv zstd file
 
-.PHONY: all build release demo test test-rust test-web lint fmt web bench fuzz soak image clean deps help
+.PHONY: all build release demo test test-rust test-web test-fuzz lint fmt web bench fuzz soak image clean deps help
 
 help:
 	@echo "make demo   - build everything and run the product on this machine (no Proxmox needed)"
@@ -40,10 +40,14 @@ release: web
 demo: deps release
 	./target/release/proximity demo $(DEMO_ARGS)
 
-test: deps web test-rust test-web
+test: deps web test-rust test-web test-fuzz
 
 test-rust:
 	$(CARGO) test --all-targets -- --test-threads=2
+
+# Short bounded fuzz smoke (10 s per target); `make fuzz` runs longer.
+test-fuzz:
+	tests/fuzz/run.sh 10
 
 test-web:
 	@if [ -f web/package.json ] && grep -q '"test"' web/package.json; then cd web && npm test; fi
