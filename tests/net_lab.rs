@@ -458,4 +458,24 @@ fn network_plane_lab() {
     lab.start_daemon(&config);
     assert_eq!(lab.dig_short(&c1, "10.20.0.1", &["ct-three.prox.local"]), ip3.to_string());
     assert_eq!(lab.udhcpc(&c3, Some("ct-three")), Some(ip3));
+
+    // Relayed requests (RFC 2131 §4.1): perfdhcp acts as a relay agent with giaddr = its own
+    // LAN address and expects replies unicast to giaddr:67.
+    if !sh(&["sh", "-c", "command -v perfdhcp"]).stdout.is_empty() {
+        let o = in_ns(
+            &c3,
+            &["perfdhcp", "-4", "-l", "eth0", "-r", "10", "-R", "10", "-p", "3", "-n", "10", "-t", "1", "-W", "1000000"],
+            20,
+        );
+        let out = text(&o);
+        let acks = out
+            .split("REQUEST-ACK")
+            .nth(1)
+            .and_then(|s| s.lines().find_map(|l| l.trim().strip_prefix("received packets:")))
+            .and_then(|n| n.trim().parse::<u64>().ok())
+            .unwrap_or(0);
+        assert!(acks >= 5, "relayed DORA failed:\n{out}");
+    } else {
+        skip("network_plane_lab (relay part)", "perfdhcp (kea-admin) not installed");
+    }
 }
