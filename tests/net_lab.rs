@@ -443,10 +443,28 @@ fn network_plane_lab() {
     let gone = lab.dig(&c1, "10.20.0.1", &["ct-two.prox.local"]);
     assert!(gone.contains("NXDOMAIN"), "released lease still named:\n{gone}");
 
+    // Malformed datagrams are dropped and counted; the server keeps serving.
+    let o = in_ns(
+        &c1,
+        &[
+            PY,
+            "-c",
+            "import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); [s.sendto(b'garbage' * i, ('10.20.0.1', 67)) for i in range(1, 4)]",
+        ],
+        5,
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    std::thread::sleep(Duration::from_millis(200));
+
     // Metrics count what happened.
     let metrics = text(&in_ns(&a, &["curl", "-s", &format!("http://127.0.0.1:{api_port}/metrics")], 5));
     assert!(metrics.contains("proximity_dhcp_replies_total{kind=\"ack\"}"), "{metrics}");
     assert!(metrics.contains("proximity_dns_responses_total{kind=\"refused\"}"), "{metrics}");
+    let malformed = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("proximity_dhcp_malformed_total "))
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    assert_eq!(malformed, Some(3), "{metrics}");
 
     // Restart: leases survive (ct-three's name resolves before any new DHCP traffic).
     lab.stop(d);
@@ -464,7 +482,9 @@ fn network_plane_lab() {
     if !sh(&["sh", "-c", "command -v perfdhcp"]).stdout.is_empty() {
         let o = in_ns(
             &c3,
-            &["perfdhcp", "-4", "-l", "eth0", "-r", "10", "-R", "10", "-p", "3", "-n", "10", "-t", "1", "-W", "1000000"],
+            &[
+                "perfdhcp", "-4", "-l", "eth0", "-r", "10", "-R", "10", "-p", "3", "-n", "10", "-t", "1", "-W", "1000000",
+            ],
             20,
         );
         let out = text(&o);
