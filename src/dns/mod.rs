@@ -205,9 +205,16 @@ impl Forwarder {
             let mut buf = vec![0u8; 4096];
             let deadline = tokio::time::Instant::now() + self.timeout;
             while let Ok(Ok(n)) = tokio::time::timeout_at(deadline, sock.recv(&mut buf)).await {
-                let Ok(resp) = Message::from_vec(&buf[..n]) else { continue };
+                let Ok(mut resp) = Message::from_vec(&buf[..n]) else { continue };
                 if resp.metadata.id != q.metadata.id {
                     continue;
+                }
+                if resp.metadata.truncation {
+                    // Too big for UDP: ask the same upstream over TCP.
+                    match tokio::time::timeout_at(deadline, tcp_query(*up, &bytes)).await {
+                        Ok(Some(full)) if full.metadata.id == q.metadata.id => resp = full,
+                        _ => break,
+                    }
                 }
                 let rcode = resp.metadata.response_code;
                 let ttl = resp
@@ -247,6 +254,22 @@ impl Forwarder {
         }
         None
     }
+}
+
+/// One query over TCP (RFC 1035 §4.2.2 length prefix).
+async fn tcp_query(up: SocketAddr, query: &[u8]) -> Option<Message> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(up).await.ok()?;
+    let len = u16::try_from(query.len()).ok()?;
+    let mut out = Vec::with_capacity(query.len() + 2);
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(query);
+    s.write_all(&out).await.ok()?;
+    let mut l = [0u8; 2];
+    s.read_exact(&mut l).await.ok()?;
+    let mut body = vec![0u8; usize::from(u16::from_be_bytes(l))];
+    s.read_exact(&mut body).await.ok()?;
+    Message::from_vec(&body).ok()
 }
 
 /// Per-client queries per second.
@@ -469,7 +492,7 @@ pub async fn run(ctx: Context, sockets: DnsSockets, board: LeaseBoard, wan: Opti
         server.register_socket(tokio::net::UdpSocket::from_std(u)?);
     }
     for t in sockets.tcp {
-        server.register_listener(tokio::net::TcpListener::from_std(t)?, Duration::from_secs(10), 65535);
+        server.register_listener(tokio::net::TcpListener::from_std(t)?, Duration::from_secs(10), 32);
     }
     let mut plan_rx = ctx.plan.subscribe();
     let mut lease_rx = board.subscribe();
@@ -486,4 +509,83 @@ pub async fn run(ctx: Context, sockets: DnsSockets, board: LeaseBoard, wan: Opti
     }
     let _ = tokio::time::timeout(Duration::from_secs(2), server.shutdown_gracefully()).await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Ipv4Addr;
+
+    fn zone() -> Zone {
+        let mut plan = crate::plan::NetworkPlan::empty(&crate::config::Config::default().network);
+        plan.records = vec![crate::plan::DnsRecord {
+            name: "app.prox.local".into(),
+            ip: Ipv4Addr::new(10, 20, 0, 101),
+            proxied: false,
+            app_id: "a".into(),
+        }];
+        Zone::build(&plan, &[], ZoneSettings { ttl: 5, wan_address: None }, 1)
+    }
+    fn q(name: &str, t: RecordType) -> Vec<(Name, RecordType, DNSClass)> {
+        vec![(Name::from_ascii(name).unwrap(), t, DNSClass::IN)]
+    }
+    const LAN_CLIENT: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 20, 0, 150));
+    const WAN_CLIENT: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 168, 1, 9));
+
+    #[test]
+    fn no_open_resolver() {
+        let (z, lan) = (zone(), "10.20.0.1/24".parse().unwrap());
+        let other = q("example.test.", RecordType::A);
+        assert_eq!(decide(&z, lan, OpCode::Query, &other, LAN_CLIENT, true), Decision::Forward);
+        assert_eq!(decide(&z, lan, OpCode::Query, &other, WAN_CLIENT, true), Decision::Refused);
+        // Nothing to forward to: refused for everyone.
+        assert_eq!(decide(&z, lan, OpCode::Query, &other, LAN_CLIENT, false), Decision::Refused);
+        // The local zone answers WAN clients.
+        assert!(matches!(
+            decide(&z, lan, OpCode::Query, &q("app.prox.local.", RecordType::A), WAN_CLIENT, true),
+            Decision::Local {
+                rcode: ResponseCode::NoError,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn malformed_requests() {
+        let (z, lan) = (zone(), "10.20.0.1/24".parse().unwrap());
+        let mut two = q("app.prox.local.", RecordType::A);
+        two.extend(q("app.prox.local.", RecordType::A));
+        assert_eq!(
+            decide(&z, lan, OpCode::Query, &two, LAN_CLIENT, true),
+            Decision::Error(ResponseCode::FormErr)
+        );
+        assert_eq!(
+            decide(&z, lan, OpCode::Query, &[], LAN_CLIENT, true),
+            Decision::Error(ResponseCode::FormErr)
+        );
+        assert_eq!(
+            decide(&z, lan, OpCode::Update, &q("app.prox.local.", RecordType::A), LAN_CLIENT, true),
+            Decision::Error(ResponseCode::NotImp)
+        );
+        let chaos = vec![(Name::from_ascii("app.prox.local.").unwrap(), RecordType::A, DNSClass::CH)];
+        assert_eq!(decide(&z, lan, OpCode::Query, &chaos, LAN_CLIENT, true), Decision::Refused);
+        assert!(handle_bytes(&z, lan, &[0, 1, 2], LAN_CLIENT).is_none());
+    }
+
+    #[test]
+    fn rate_limit_per_client() {
+        let rl = RateLimit {
+            per_sec: 3,
+            seen: Mutex::new(HashMap::new()),
+        };
+        let allowed = (0..10).filter(|_| rl.allow(LAN_CLIENT)).count();
+        // At most 3 per second; the loop may straddle a second boundary.
+        assert!((3..=6).contains(&allowed), "{allowed}");
+        assert!(rl.allow(WAN_CLIENT));
+        let unlimited = RateLimit {
+            per_sec: 0,
+            seen: Mutex::new(HashMap::new()),
+        };
+        assert!((0..100).all(|_| unlimited.allow(LAN_CLIENT)));
+    }
 }
