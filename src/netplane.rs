@@ -157,3 +157,58 @@ pub async fn start(ctx: &Context, sup: &mut crate::supervisor::Supervisor) -> an
     }
     Ok(started)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dhcp::policy::Change;
+    use crate::dhcp::pool::LeaseState;
+
+    #[test]
+    fn status_lists_leases_and_names_without_shadowing_apps() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = crate::config::Config::default();
+        config.data_dir = dir.path().to_path_buf();
+        let store = crate::store::Store::open(&config.db_path()).unwrap();
+        let lease = |h: &str, n: u8, expires: u64| Lease {
+            mac: format!("02:00:00:00:00:{n:02x}"),
+            ip: Ipv4Addr::new(10, 20, 0, n),
+            hostname: Some(h.into()),
+            expires,
+            state: LeaseState::Bound,
+        };
+        crate::dhcp::store::commit(
+            &store,
+            &[
+                Change::Bind(lease("laptop", 120, u64::MAX)),
+                Change::Bind(lease("web", 121, u64::MAX)),
+                Change::Bind(lease("old", 122, 1)),
+            ],
+        )
+        .unwrap();
+        let ctx = Context::new(config, store).unwrap();
+        let st = network_status(&ctx).unwrap();
+        assert_eq!(st.leases.len(), 2, "expired lease listed");
+        let names: Vec<_> = st.records.iter().map(|r| (r.name.as_str(), r.source)).collect();
+        assert_eq!(names, vec![("laptop.prox.local", "lease"), ("web.prox.local", "lease")]);
+        // With an app named `web`, the app's record wins over the lease name.
+        let app: crate::registry::App = serde_json::from_value(serde_json::json!({
+            "id": "a", "hostname": "web", "catalog_id": "nginx", "catalog_version": "1", "owner": "u",
+            "status": "running", "host": null, "node": null, "vmid": null, "mac": "02:50:58:00:00:65",
+            "ip": "10.20.0.101", "upstream_ip": null, "web_port": 80, "forwards": [], "aliases": [],
+            "https_redirect": false, "resources": {"cores": 1, "memory_mb": 128, "disk_gb": 1},
+            "settings": {}, "error": null, "job_id": null, "adopted": false, "created_at": 0, "updated_at": 0
+        }))
+        .unwrap();
+        ctx.plan.publish_apps(&[app]);
+        let st = network_status(&ctx).unwrap();
+        let names: Vec<_> = st.records.iter().map(|r| (r.name.as_str(), r.source, r.ip)).collect();
+        assert_eq!(
+            names,
+            vec![
+                ("laptop.prox.local", "lease", Ipv4Addr::new(10, 20, 0, 120)),
+                ("web.prox.local", "app", Ipv4Addr::new(10, 20, 0, 101))
+            ]
+        );
+    }
+}
