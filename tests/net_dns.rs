@@ -219,3 +219,14 @@ fn dns_service_on_loopback() {
         .unwrap()
         .unwrap();
 }
+
+#[test]
+fn dns_port_in_use_names_the_service() {
+    let held = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = held.local_addr().unwrap();
+    let err = match proximity::dns::bind(&[addr]) {
+        Ok(_) => panic!("bound a UDP port that is in use"),
+        Err(e) => e.to_string(),
+    };
+    assert!(err.starts_with("dns:") && err.contains(&format!("port {}", addr.port())), "{err}");
+}
