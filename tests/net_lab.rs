@@ -428,8 +428,14 @@ fn network_plane_lab() {
         lab.curl(&c1, &format!("http://{WAN_HOST}:8082/")).is_err(),
         "LAN reached the management host"
     );
-    // The LAN may not reach the appliance API port.
-    assert!(lab.curl(&c1, &format!("http://10.20.0.1:{api_port}/metrics")).is_err());
+    // The LAN may not reach the appliance API port: a listener on 10.20.0.1:<api port>
+    // answers inside the appliance but not from a container.
+    lab.spawn_in(&a, &[PY, &py, "10.20.0.1", "api", &api_port.to_string()]);
+    wait_http(&lab, &a, &format!("http://10.20.0.1:{api_port}/"));
+    assert!(
+        lab.curl(&c1, &format!("http://10.20.0.1:{api_port}/")).is_err(),
+        "LAN reached the API port"
+    );
 
     // Port forward: WAN address:30080 → 10.20.0.101:8080 in ct1.
     lab.spawn_in(&c1, &[PY, &py, "10.20.0.101", "app", "8080"]);
