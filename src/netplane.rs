@@ -167,8 +167,10 @@ mod tests {
     #[test]
     fn status_lists_leases_and_names_without_shadowing_apps() {
         let dir = tempfile::tempdir().unwrap();
-        let mut config = crate::config::Config::default();
-        config.data_dir = dir.path().to_path_buf();
+        let config = crate::config::Config {
+            data_dir: dir.path().to_path_buf(),
+            ..Default::default()
+        };
         let store = crate::store::Store::open(&config.db_path()).unwrap();
         let lease = |h: &str, n: u8, expires: u64| Lease {
             mac: format!("02:00:00:00:00:{n:02x}"),

@@ -139,8 +139,10 @@ fn dns_service_on_loopback() {
     let (upstream, upstream_count) = fake_upstream();
     let port = common::free_udp_tcp_port();
     let listen: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let mut config = Config::default();
-    config.data_dir = dir.path().to_path_buf();
+    let mut config = Config {
+        data_dir: dir.path().to_path_buf(),
+        ..Default::default()
+    };
     config.network.upstream_dns = vec![upstream];
     config.network.wan_interface = "lo".into();
     config.dns.listen = vec![listen];
