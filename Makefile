@@ -6,7 +6,7 @@ APT_PACKAGES := build-essential cmake pkg-config curl ca-certificates nftables i
 	udhcpc isc-dhcp-client dnsmasq-base busybox-static python3-venv zstd file
 
 
-.PHONY: bench-smoke all build release demo test test-rust test-web lint fmt web bench fuzz soak image clean deps help
+.PHONY: bench-smoke all build release demo test test-rust test-web test-fuzz lint fmt web bench fuzz soak image clean deps help
 
 help:
 	@echo "make demo   - build everything and run the product on this machine (no Proxmox needed)"
@@ -41,10 +41,14 @@ release: web
 demo: deps release
 	./target/release/proximity demo $(DEMO_ARGS)
 
-test: deps web test-rust test-web
+test: deps web test-rust test-web test-fuzz
 
 test-rust:
 	$(CARGO) test --all-targets -- --test-threads=2
+
+# Short bounded fuzz smoke (10 s per target); `make fuzz` runs longer.
+test-fuzz:
+	tests/fuzz/run.sh 10
 
 test-web:
 	@if [ -f web/package.json ] && grep -q '"test"' web/package.json; then cd web && npm test; fi

@@ -19,6 +19,9 @@ pub async fn start(config: Config) -> anyhow::Result<Supervisor> {
 pub async fn start_with(ctx: Context) -> anyhow::Result<Supervisor> {
     let mut sup = Supervisor::new(ctx.clone());
 
+    // Network plane (branch net): link, DHCP, DNS, firewall — each only when enabled.
+    crate::netplane::start(&ctx, &mut sup).await?;
+
     // Platform: persistent jobs (interrupted ones resumed or failed first), deploy
     // pipeline and scheduler. The API gets `platform` for its app routes.
     // One catalog and one host registry (with its client cache) shared by API and platform.

@@ -69,6 +69,8 @@ pub struct NetworkConfig {
     pub remove_firewall_on_exit: bool,
     /// Public port range for forwards, inclusive.
     pub port_forward_range: (u16, u16),
+    /// WAN address override; `None`: read from `wan_interface` at start.
+    pub wan_address: Option<Ipv4Addr>,
 }
 
 impl NetworkConfig {
@@ -372,6 +374,17 @@ impl Config {
             port_forward_range = (n.port_forward_range[0], n.port_forward_range[1]);
         }
 
+        let wan_address = if n.wan_address.is_empty() {
+            None
+        } else {
+            match n.wan_address.parse::<Ipv4Addr>() {
+                Ok(a) => Some(a),
+                Err(_) => {
+                    c.bad("network.wan_address", format!("`{}` is not an IPv4 address", n.wan_address));
+                    None
+                }
+            }
+        };
         let dhcp_listen = c.addr("dhcp.listen", &w.dhcp.listen, 67);
         if w.dhcp.lease_secs < 60 {
             c.bad("dhcp.lease_secs", "must be at least 60".into());
@@ -484,6 +497,7 @@ impl Config {
                 firewall: n.firewall,
                 remove_firewall_on_exit: n.remove_firewall_on_exit,
                 port_forward_range,
+                wan_address,
             },
             dhcp: DhcpConfig {
                 enabled: w.dhcp.enabled,

@@ -80,6 +80,8 @@ pub struct NetworkWire {
     pub remove_firewall_on_exit: bool,
     /// Public port range for port forwards on the WAN address.
     pub port_forward_range: Vec<u16>,
+    /// The appliance's WAN address given explicitly (empty: found on `wan_interface` at start).
+    pub wan_address: String,
 }
 
 impl Default for NetworkWire {
@@ -96,6 +98,7 @@ impl Default for NetworkWire {
             firewall: true,
             remove_firewall_on_exit: false,
             port_forward_range: vec![30000, 30999],
+            wan_address: String::new(),
         }
     }
 }

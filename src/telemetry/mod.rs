@@ -10,6 +10,13 @@ use crate::config::LogFormat;
 /// Also bridges the `log` crate (pingora, russh) into tracing. Safe to call twice.
 pub fn init_logging(format: LogFormat, filter: &str) {
     use tracing_subscriber::{EnvFilter, fmt, prelude::*};
+    // hickory-server logs every DNS query at info; keep that out of the default log (and the
+    // hot path) unless the filter names hickory explicitly.
+    let filter = &if filter.contains("hickory") {
+        filter.to_string()
+    } else {
+        format!("{filter},hickory_server=warn")
+    };
     let filter = std::env::var("RUST_LOG")
         .ok()
         .and_then(|v| EnvFilter::try_new(v).ok())
