@@ -57,4 +57,12 @@ describe('job event reducer', () => {
     expect(v.done).toBe(true);
     expect(v.job!.error).toBe('boom');
   });
+  it('handles progress events and lagged snapshots', () => {
+    let v: JobView = { ...emptyView(), job };
+    v = applyEvent(v, 'progress', { progress: 40 });
+    expect(v.job!.progress).toBe(40);
+    v = applyEvent(v, 'snapshot', { lagged: 3, job: { id: 'j1', kind: 'deploy', state: 'succeeded', progress: 100, steps: [{ name: 'create', state: 'done' }] } });
+    expect(v.done).toBe(true);
+    expect(v.job!.steps[0].state).toBe('done');
+  });
 });
