@@ -74,8 +74,10 @@ async function startBackend() {
     const argv = ['demo', '--data-dir', join(tmp, 'data'), '--admin-password', ADMIN_PW, '--api-listen', `127.0.0.1:${api}`, '--dns-listen', `127.0.0.1:${dns}`,
       '--http-listen', `127.0.0.1:${http}`, '--https-listen', `127.0.0.1:${https}`, '--sim-listen', `127.0.0.1:${sim}`];
     console.log(`starting ${bin} ${argv.join(' ')}`);
-    await startUntilReady(bin, argv, 120_000);
-    return { base: `https://127.0.0.1:${api}`, kind: 'demo' };
+    const out = await startUntilReady(bin, argv, 120_000);
+    // DESIGN §10: the UI is https; follow what the demo prints if it says otherwise.
+    const scheme = new RegExp(`(https?)://127\\.0\\.0\\.1:${api}`).exec(out)?.[1] ?? 'https';
+    return { base: `${scheme}://127.0.0.1:${api}`, kind: 'demo' };
   }
   const port = await freePort();
   await startUntilReady(process.execPath, [join(here, 'mock-server.mjs'), '--listen', `127.0.0.1:${port}`, '--fresh'], 20_000);
