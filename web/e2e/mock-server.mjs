@@ -4,7 +4,7 @@
 // --fresh starts without users (first-run setup). Jobs advance on timers like the real
 // job runner and emit SSE `snapshot`/`step`/`progress`/`log`/`state` events.
 import { createServer } from 'node:http';
-import { randomBytes } from 'node:crypto';
+import { randomBytes, createHash } from 'node:crypto';
 import { readFileSync, existsSync, statSync } from 'node:fs';
 import { join, extname } from 'node:path';
 
@@ -444,6 +444,64 @@ const server = createServer((req, res) => {
     if (!res.headersSent) problem(res, 500, String(e));
   });
 });
+// Console: a minimal RFC 6455 server speaking the protocol of src/lib/console.ts, with a toy
+// shell (echo, hostname, exit) so the browser test can type `echo ok` and read `ok`.
+function wsFrame(opcode, payload) {
+  const len = payload.length;
+  const head = len < 126 ? Buffer.from([0x80 | opcode, len]) : len < 65536 ? Buffer.from([0x80 | opcode, 126, len >> 8, len & 255]) : null;
+  if (!head) throw new Error('frame too large');
+  return Buffer.concat([head, payload]);
+}
+server.on('upgrade', (req, sock) => {
+  const url = new URL(req.url, 'http://x');
+  const m = url.pathname.match(/^\/api\/v1\/apps\/([^/]+)\/console$/);
+  const pr = principal(req);
+  const a = m && apps.find((x) => x.id === decodeURIComponent(m[1]));
+  if (!m || !pr?.user || !a || (pr.user.role !== 'admin' && a.owner !== pr.user.id) || url.searchParams.get('csrf') !== cookies(req).proximity_csrf) {
+    sock.end('HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n');
+    return;
+  }
+  const accept = createHash('sha1').update(req.headers['sec-websocket-key'] + '258EAFA5-E914-47DA-95CA-C5AB0DC85B11').digest('base64');
+  sock.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\n\r\n`);
+  log(pr, 'app.console', a.id);
+  const out = (t) => sock.write(wsFrame(2, Buffer.from(t)));
+  const prompt = () => out(`${a.hostname}:/# `);
+  out(`Welcome to ${a.hostname} (mock console)\r\n`);
+  prompt();
+  let line = '';
+  let buf = Buffer.alloc(0);
+  sock.on('data', (d) => {
+    buf = Buffer.concat([buf, d]);
+    while (buf.length >= 2) {
+      const op = buf[0] & 15;
+      let len = buf[1] & 127, off = 2;
+      if (len === 126) { if (buf.length < 4) return; len = buf.readUInt16BE(2); off = 4; }
+      else if (len === 127) { sock.destroy(); return; }
+      if (buf.length < off + 4 + len) return;
+      const mask = buf.subarray(off, off + 4);
+      const data = Buffer.from(buf.subarray(off + 4, off + 4 + len).map((b, i) => b ^ mask[i % 4]));
+      buf = buf.subarray(off + 4 + len);
+      if (op === 8) { sock.end(wsFrame(8, Buffer.from([3, 232]))); return; }
+      if (op === 1) continue; // resize control
+      if (op !== 2) continue;
+      for (const ch of data.toString()) {
+        if (ch === '\r') {
+          out('\r\n');
+          const cmd = line.trim();
+          line = '';
+          if (cmd === 'exit') { sock.write(wsFrame(1, Buffer.from(JSON.stringify({ type: 'exit', reason: 'the shell exited' })))); sock.end(wsFrame(8, Buffer.from([3, 232]))); return; }
+          if (cmd.startsWith('echo ')) out(cmd.slice(5) + '\r\n');
+          else if (cmd === 'hostname') out(a.hostname + '\r\n');
+          else if (cmd) out(`sh: ${cmd.split(' ')[0]}: not found\r\n`);
+          prompt();
+        } else if (ch === '\x7f') { if (line) { line = line.slice(0, -1); out('\b \b'); } }
+        else { line += ch; out(ch); }
+      }
+    }
+  });
+  sock.on('error', () => {});
+});
+
 server.listen(Number(port), host, () => {
   const a = server.address();
   console.log(`ready http://${a.address}:${a.port} (admin / ${FRESH ? '<first-run setup>' : ADMIN_PW})`);

@@ -245,6 +245,13 @@ async function main() {
       await page.getByTestId('command-output').or(page.locator('.banner.bad')).first().waitFor();
       await shot('13-app-commands');
       await page.getByRole('tab', { name: 'Console' }).click();
+      await page.getByTestId('console-connect').click();
+      await page.locator('[data-testid=console] .chip.ok').waitFor({ timeout: 20_000 });
+      await page.locator('[data-testid=console] .xterm').click();
+      await page.keyboard.type('echo ok');
+      await page.keyboard.press('Enter');
+      // xterm renders rows as text in .xterm-rows; the echoed line `ok` must appear alone.
+      await page.waitForFunction(() => [...document.querySelectorAll('[data-testid=console] .xterm-rows > div')].some((r) => r.textContent.trim() === 'ok'), null, { timeout: 20_000 });
       await shot('14-app-console');
     });
 
