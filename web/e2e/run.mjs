@@ -262,6 +262,23 @@ async function main() {
         await page.waitForLoadState('networkidle').catch(() => {});
         await shot(name);
       }
+      await go('/settings');
+      await h1('Settings');
+      const keep = page.getByRole('textbox', { name: 'Backups to keep per app' });
+      if (await keep.count()) {
+        await keep.fill('not-a-number');
+        await keep.locator('xpath=ancestor::form').getByRole('button', { name: 'Save' }).click();
+        await page.getByText('Enter a number.').waitFor();
+        await keep.fill('8');
+        await keep.locator('xpath=ancestor::form').getByRole('button', { name: 'Save' }).click();
+        await page.getByText('Schedule settings saved.').waitFor();
+      }
+      const test = page.getByTestId('host-row').first().getByRole('button', { name: 'Test' });
+      if (await test.count()) {
+        await test.click();
+        await page.getByTestId('host-row').first().getByRole('status').waitFor({ timeout: 30_000 });
+        await shot('17b-settings-host-test');
+      }
       await go('/account');
       await h1('Account');
       await shot('20-account');
