@@ -5,7 +5,8 @@ VERSION := $(shell grep -m1 '^version' Cargo.toml | cut -d'"' -f2)
 APT_PACKAGES := build-essential cmake pkg-config curl ca-certificates nftables iproute2 dnsutils \
 	udhcpc isc-dhcp-client dnsmasq-base busybox-static python3-venv zstd file chromium
 
-.PHONY: all build release demo test test-rust test-web test-e2e lint fmt web bench fuzz soak image clean deps help
+
+.PHONY: bench-smoke all build release demo test test-rust test-web test-e2e lint fmt web bench fuzz soak image clean deps help
 
 help:
 	@echo "make demo   - build everything and run the product on this machine (no Proxmox needed)"
@@ -61,7 +62,12 @@ fmt:
 	$(CARGO) fmt
 
 bench: deps release
-	@if [ -x tests/bench/run.sh ]; then tests/bench/run.sh; else echo "benchmarks not available yet"; exit 1; fi
+	tests/bench/run.sh $(BENCH_ARGS)
+
+# Tiny run of every benchmark section (checks the harness; numbers are not meaningful).
+bench-smoke: deps
+	$(CARGO) build
+	PROXIMITY_BIN=target/debug/proximity tests/bench/run.sh --smoke
 
 fuzz:
 	@if [ -x tests/fuzz/run.sh ]; then tests/fuzz/run.sh $${FUZZ_SECONDS:-60}; else echo "fuzz targets not available yet"; exit 1; fi

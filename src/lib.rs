@@ -16,4 +16,5 @@ pub mod secrets;
 pub mod store;
 pub mod supervisor;
 pub mod telemetry;
+pub mod tls;
 pub mod validate;

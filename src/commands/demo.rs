@@ -5,8 +5,10 @@ use crate::config::{Config, LogFormat};
 
 /// Build the demo configuration from the flags (DESIGN §10 defaults).
 pub fn demo_config(args: &DemoArgs, data_dir: std::path::PathBuf) -> Config {
-    let mut c = Config::default();
-    c.data_dir = data_dir;
+    let mut c = Config {
+        data_dir,
+        ..Config::default()
+    };
     c.api.listen = vec![args.api_listen];
     c.dns.listen = vec![args.dns_listen];
     c.proxy.http_listen = vec![args.http_listen];
