@@ -45,11 +45,11 @@ const nodes = [
   { host: 'sim', node: 'pve2', status: 'online', cpu: 0.31, mem: 9.5e9, maxmem: 16e9 },
 ];
 const catalog = [
-  { id: 'whoami', name: 'Whoami', version: '1.10', category: 'Tools', description: 'Tiny web server that prints request details. Good first app.', tags: ['debug', 'http'], web_port: 8080, min_resources: { cores: 1, memory_mb: 256, disk_gb: 2 }, env: [] },
-  { id: 'uptime-kuma', name: 'Uptime Kuma', version: '1.23', category: 'Monitoring', description: 'Self-hosted monitoring tool with a fancy status page.', tags: ['monitoring'], web_port: 3001, min_resources: { cores: 1, memory_mb: 512, disk_gb: 4 }, env: [] },
-  { id: 'nextcloud', name: 'Nextcloud', version: '29', category: 'Productivity', description: 'Files, calendar and contacts on your own server.', tags: ['files', 'cloud'], web_port: 8080, min_resources: { cores: 2, memory_mb: 2048, disk_gb: 16 },
-    env: [{ name: 'NEXTCLOUD_ADMIN_USER', label: 'Admin user', default: 'admin', required: true, form: true }, { name: 'DB_PASSWORD', secret: true }] },
-  { id: 'adminer', name: 'Adminer', version: '4.8', category: 'Database', description: 'Database management in a single PHP file.', tags: ['database'], web_port: 8080, min_resources: { cores: 1, memory_mb: 128, disk_gb: 1 }, env: [] },
+  { id: 'whoami', name: 'Whoami', icon: '🪪', version: '1.10', category: 'Tools', description: 'Tiny web server that prints request details. Good first app.', tags: ['debug', 'http'], web: { port: 8080 }, min: { cores: 1, memory_mb: 256, disk_gb: 2 }, env: [] },
+  { id: 'uptime-kuma', name: 'Uptime Kuma', version: '1.23', category: 'Monitoring', description: 'Self-hosted monitoring tool with a fancy status page.', tags: ['monitoring'], web: { port: 3001 }, min: { cores: 1, memory_mb: 512, disk_gb: 4 }, env: [] },
+  { id: 'nextcloud', name: 'Nextcloud', version: '29', category: 'Productivity', description: 'Files, calendar and contacts on your own server.', tags: ['files', 'cloud'], web: { port: 8080 }, min: { cores: 2, memory_mb: 2048, disk_gb: 16 },
+    env: [{ name: 'NEXTCLOUD_ADMIN_USER', default: 'admin', required: true, field: { label: 'Admin user', type: 'text' } }, { name: 'ADMIN_PASSWORD', secret: { length: 24 }, field: { label: 'Admin password', type: 'password', help: 'Leave empty to generate one.' } }, { name: 'DB_PASSWORD', secret: { length: 32 } }] },
+  { id: 'adminer', name: 'Adminer', version: '4.8', category: 'Database', description: 'Database management in a single PHP file.', tags: ['database'], web: { port: 8080 }, min: { cores: 1, memory_mb: 128, disk_gb: 1 }, env: [] },
 ];
 if (!FRESH) users.push({ id: 'usr-admin', username: 'admin', role: 'admin', password: ADMIN_PW, created_at: iso() });
 
@@ -102,7 +102,7 @@ function principal(req) {
 }
 const hostnameErr = (h) => (!h ? 'is required' : h.length > 63 ? 'must be at most 63 characters' : !/^[a-z0-9]([a-z0-9-]*[a-z0-9])?$/.test(h) ? 'must be an RFC 1123 label: a-z, 0-9 and -, not starting or ending with -' : null);
 const appView = (a) => ({ ...a, url: `https://${a.hostname}.${DOMAIN}`, owner_name: users.find((u) => u.id === a.owner)?.username });
-const log = (p, action, target, result = 'ok') => audit.unshift({ id: audit.length + 1, at: iso(), username: p?.user?.username ?? '-', action, target, result, ip: '127.0.0.1' });
+const log = (p, action, target, result = 'success') => audit.unshift({ id: String(audit.length + 1), ts: now(), time: iso(), actor: p?.user?.username ?? '-', actor_id: p?.user?.id ?? null, action, target, result, source_ip: '127.0.0.1', status: result === 'success' ? 200 : 401 });
 
 function emit(jobId, event, data) {
   for (const res of subscribers.get(jobId) ?? []) res.write(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
@@ -173,7 +173,7 @@ async function api(req, res, url) {
   }
   if (p === '/api/v1/auth/login' && m === 'POST') {
     const u = users.find((x) => x.username === body.username && x.password === body.password);
-    log({ user: { username: body.username } }, 'auth.login', body.username, u ? 'ok' : 'failed');
+    log({ user: { username: body.username } }, 'auth.login', body.username, u ? 'success' : 'failure');
     if (!u) return problem(res, 401, 'invalid user name or password');
     const s = sessionCookies(u);
     res.setHeader('set-cookie', s.cookies);
@@ -305,12 +305,12 @@ async function api(req, res, url) {
       const he = hostnameErr(body.hostname);
       if (he) errs.hostname = he;
       else if (apps.some((a) => a.hostname === body.hostname)) errs.hostname = 'is already used by another app';
-      const r = body.resources ?? c?.min_resources;
-      if (c && r) for (const k of ['cores', 'memory_mb', 'disk_gb']) if (r[k] < c.min_resources[k]) errs[`resources.${k}`] = `must be at least ${c.min_resources[k]}`;
+      const r = body.resources ?? c?.min;
+      if (c && r) for (const k of ['cores', 'memory_mb', 'disk_gb']) if (r[k] < c.min[k]) errs[`resources.${k}`] = `must be at least ${c.min[k]}`;
       if (body.node && !nodes.some((n) => n.node === body.node)) errs.node = 'is not a known node';
       if (Object.keys(errs).length) return problem(res, 422, 'invalid request', errs);
       const n = apps.length + 1;
-      const a = { id: `app-${hex(6)}`, hostname: body.hostname, catalog_id: c.id, catalog_version: c.version, owner: pr.user.id, status: 'deploying', host: 'sim', node: body.node ?? 'pve1', vmid: 100 + n, ip: `10.20.0.${100 + n}`, mac: '02:50:58:00:00:01', web_port: c.web_port, forwards: [], aliases: [], resources: r, settings: body.values ?? {}, error: null, job_id: null, adopted: false, created_at: iso(), updated_at: iso(), frameable: true };
+      const a = { id: `app-${hex(6)}`, hostname: body.hostname, catalog_id: c.id, catalog_version: c.version, owner: pr.user.id, status: 'deploying', host: 'sim', node: body.node ?? 'pve1', vmid: 100 + n, ip: `10.20.0.${100 + n}`, mac: '02:50:58:00:00:01', web_port: c.web?.port, forwards: [], aliases: [], resources: r, settings: body.values ?? {}, error: null, job_id: null, adopted: false, created_at: iso(), updated_at: iso(), frameable: true };
       apps.push(a);
       backups.set(a.id, []);
       const job = runJob('deploy', a, pr.user.id, ['reserve_address', 'create_container', 'set_features', 'start_container', 'install_docker', 'push_compose', 'compose_up', 'wait_healthy', 'publish'], () => (a.status = 'running'));
@@ -350,14 +350,14 @@ async function api(req, res, url) {
       return json(res, 200, { timeframe: q.get('timeframe') ?? 'hour', data: Array.from({ length: 60 }, (_, i) => ({ time: t0 + i * 60, cpu: 0.05 + 0.04 * Math.sin(i / 6), mem: 2e8 + 3e7 * Math.cos(i / 9), maxmem: (a.resources?.memory_mb ?? 512) * 1048576 })) });
     }
     if (sub === 'exec') {
-      const out = { status: 'NAME STATUS\nweb  Up 5 minutes', disk: 'Filesystem Size Used Avail Use% Mounted on\n/dev/loop0 8.0G 1.2G 6.8G 15% /', uptime: ' 05:00:00 up 1 day, load average: 0.01, 0.02, 0.00' }[body.command];
-      if (out === undefined) return problem(res, 422, 'invalid request', { command: 'is not a safe command: status, logs, disk, uptime, images, docker' });
+      const out = { ps: 'NAME STATUS\nweb  Up 5 minutes', disk_usage: 'Filesystem Size Used Avail Use% Mounted on\n/dev/loop0 8.0G 1.2G 6.8G 15% /', uptime: ' 05:00:00 up 1 day, load average: 0.01, 0.02, 0.00', logs: 'web-1 | ready', images: 'REPOSITORY TAG\nadminer latest', restart_compose: 'Restarting web-1 ... done' }[body.command];
+      if (out === undefined) return problem(res, 422, 'invalid request', { command: 'must be one of logs, ps, disk_usage, restart_compose, images, uptime' });
       return json(res, 200, { command: body.command, status: 0, output: out });
     }
     if (sub === 'backups') {
       const list = backups.get(a.id);
       if (!seg[3] && m === 'GET') return json(res, 200, list);
-      if (seg[3] === 'stats') return json(res, 200, { count: list.length, total_bytes: list.reduce((s, b) => s + b.size, 0), latest: list[0]?.created_at ?? null });
+      if (seg[3] === 'stats') return json(res, 200, { total_backups: list.length, total_size: list.reduce((s, b) => s + b.size, 0), in_progress_backups: a.status === 'backing_up' ? 1 : 0, failed_backups: 0, keep: 7, newest: list[0]?.created_at ?? null, oldest: list.at(-1)?.created_at ?? null });
       if (!seg[3] && m === 'POST') {
         const b = { id: `bak-${hex(4)}`, app_id: a.id, volid: `local:backup/vzdump-lxc-${a.vmid}.tar.zst`, size: 0, created_at: iso(), status: 'creating' };
         list.unshift(b);
@@ -415,8 +415,8 @@ async function api(req, res, url) {
     return json(res, 200, h);
   }
   if (seg[0] === 'audit') {
-    const u = q.get('user'), a = q.get('action');
-    const list = audit.filter((e) => (!u || e.username.includes(u)) && (!a || e.action.startsWith(a)));
+    const u = q.get('actor'), a = q.get('action'), r = q.get('result');
+    const list = audit.filter((e) => (!u || e.actor === u) && (!a || (a.endsWith('.') ? e.action.startsWith(a) : e.action === a)) && (!r || e.result === r));
     return json(res, 200, { items: list.slice(0, 50), total: list.length });
   }
   return problem(res, 404, `no API endpoint ${p}`);
