@@ -19,10 +19,43 @@ pub async fn start(config: Config) -> anyhow::Result<Supervisor> {
 pub async fn start_with(ctx: Context) -> anyhow::Result<Supervisor> {
     let mut sup = Supervisor::new(ctx.clone());
 
+    // Platform: persistent jobs (interrupted ones resumed or failed first), deploy
+    // pipeline and scheduler. The API gets `platform` for its app routes.
+    // One catalog and one host registry (with its client cache) shared by API and platform.
+    let catalog = std::sync::Arc::new(crate::catalog::Catalog::load(ctx.config.catalog_dirs.clone()).context("loading the app catalog")?);
+    let hosts = crate::pve::Hosts::from_context(&ctx);
+    let platform = start_platform(&ctx, &mut sup, catalog.clone(), hosts.clone())?;
+
     let api_listeners = crate::api::bind(&ctx)?;
     for l in &api_listeners {
         tracing::info!(service = "api", addr = %l.local_addr()?, "listening");
     }
-    sup.spawn("api", crate::api::run(ctx.clone(), api_listeners));
+    let api = crate::api::ApiState::with_parts(ctx.clone(), Default::default(), Some(catalog), hosts)?;
+    api.set_platform(platform);
+    sup.spawn("api", crate::api::run_with(api, api_listeners));
     Ok(sup)
+}
+
+/// Build the app platform, recover interrupted jobs, and start the jobs engine and the
+/// scheduler under `sup`.
+pub fn start_platform(
+    ctx: &Context,
+    sup: &mut Supervisor,
+    catalog: std::sync::Arc<crate::catalog::Catalog>,
+    hosts: crate::pve::Hosts,
+) -> anyhow::Result<crate::platform::Platform> {
+    if let Err(e) = hosts.seed_from_config(&ctx.config.pve_hosts) {
+        tracing::warn!(error = %e, "cannot seed Proxmox hosts from the configuration");
+    }
+    let jobs = crate::jobs::Jobs::new(ctx.store.clone(), ctx.events.clone(), &ctx.config.jobs);
+    let platform = crate::platform::Platform::new(ctx.clone(), catalog, hosts, jobs.clone());
+    let (resumed, failed) = jobs.recover().context("recovering interrupted jobs")?;
+    for j in &failed {
+        tracing::warn!(job = %j.id, kind = j.kind.as_str(), error = ?j.error, "interrupted job failed");
+    }
+    platform.recovered(&failed);
+    tracing::info!(resumed, failed = failed.len(), "jobs recovered");
+    sup.spawn("jobs", jobs.run(platform.handler(), ctx.shutdown.clone()));
+    sup.spawn("scheduler", crate::platform::scheduler::run(platform.clone(), ctx.shutdown.clone()));
+    Ok(platform)
 }

@@ -5,14 +5,19 @@
 #![warn(missing_docs)]
 
 pub mod api;
+pub mod catalog;
 pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod daemon;
 pub mod events;
+pub mod jobs;
 pub mod plan;
+pub mod platform;
+pub mod pve;
 pub mod registry;
 pub mod secrets;
+pub mod sim;
 pub mod store;
 pub mod supervisor;
 pub mod telemetry;

@@ -31,12 +31,21 @@ pub fn run(args: DemoArgs, log_format: Option<LogFormat>) -> anyhow::Result<()> 
         }
     };
     let config = demo_config(&args, data_dir.clone());
+    let admin_password = args.admin_password.clone().unwrap_or_else(|| hex::encode(rand::random::<[u8; 8]>()));
+    {
+        // The admin login (before the daemon holds the database).
+        std::fs::create_dir_all(&data_dir)?;
+        let store = crate::store::Store::open(&config.db_path())?;
+        crate::api::auth::users::ensure_admin(&store, &args.admin_user, &admin_password)?;
+    }
+    let scheme = if config.api.tls { "https" } else { "http" };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().worker_threads(2).build()?;
     runtime.block_on(async move {
         let supervisor = crate::daemon::start(config).await?;
         println!("Proximity demo (data in {})", data_dir.display());
-        println!("  UI/API   http://{}", args.api_listen);
+        println!("  UI/API   {scheme}://{}", args.api_listen);
         println!("  DNS      {}", args.dns_listen);
+        println!("  login    {} / {}", args.admin_user, admin_password);
         println!(
             "ready api={} dns={} http={} https={}",
             args.api_listen, args.dns_listen, args.http_listen, args.https_listen

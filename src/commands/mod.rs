@@ -1,8 +1,11 @@
 //! Subcommand implementations. `main` parses the command line and dispatches.
 
+pub mod catalog;
 pub mod db;
 pub mod demo;
+pub mod pve_sim;
 pub mod serve;
+pub mod user;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -23,15 +26,15 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve::run(args, log_format),
         Command::Demo(args) => demo::run(args, log_format),
-        Command::PveSim(_) => not_yet("pve-sim", "the Proxmox VE simulator"),
+        Command::PveSim(args) => pve_sim::run(args, log_format),
         Command::Install(_) => not_yet("install", "the one-shot installer"),
-        Command::User(_) => not_yet("user", "user management"),
+        Command::User(cmd) => user::run(cmd),
         Command::Config(ConfigCommand::Check { file }) => return config_check(&file),
         Command::Config(ConfigCommand::Defaults) => {
             print!("{}", toml::to_string(&crate::config::ConfigFile::default()).unwrap_or_default());
             Ok(())
         }
-        Command::Catalog(CatalogCommand::Validate { .. }) => not_yet("catalog validate", "the app catalog"),
+        Command::Catalog(CatalogCommand::Validate { dir }) => return catalog::validate(dir.as_deref()),
         Command::Db(cmd) => db::run(cmd),
     };
     match result {

@@ -1,0 +1,279 @@
+//! Audit log: one record per state-changing API call (who, what, target, result, source
+//! IP, time) in redb table `audit`, keyed by time so listing is chronological. Request
+//! bodies are never recorded, so secrets cannot leak into it.
+
+use axum::Json;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::ApiState;
+use super::auth::Principal;
+use super::error::{ApiError, ApiResult, FieldErrors};
+use crate::store::Table;
+
+/// Audit records by `<unix nanos, 20 digits>-<random>`.
+pub const AUDIT: Table<AuditEntry> = Table::new("audit");
+
+/// One audited call.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct AuditEntry {
+    /// Id (sortable by time).
+    pub id: String,
+    /// Time (RFC 3339).
+    pub time: String,
+    /// Unix seconds (for filtering).
+    pub ts: i64,
+    /// User name of the caller (`-` when unauthenticated).
+    pub actor: String,
+    /// User id of the caller.
+    pub actor_id: Option<String>,
+    /// Action, e.g. `app.deploy`.
+    pub action: String,
+    /// Target (request path, or the object named by the handler).
+    pub target: String,
+    /// `success` or `failure`.
+    pub result: String,
+    /// HTTP status of the response.
+    pub status: u16,
+    /// Source IP.
+    pub source_ip: String,
+}
+
+/// Extra audit facts a handler attaches to its response (e.g. the user name on login).
+#[derive(Debug, Clone, Default)]
+pub struct AuditNote {
+    /// Actor name when the request was unauthenticated (login, setup).
+    pub actor: Option<String>,
+    /// More precise target (e.g. the created object's id).
+    pub target: Option<String>,
+}
+
+impl AuditNote {
+    /// A note naming the actor.
+    pub fn actor(name: &str) -> Self {
+        AuditNote {
+            actor: Some(name.to_string()),
+            target: None,
+        }
+    }
+    /// A note naming the target.
+    pub fn target(t: &str) -> Self {
+        AuditNote {
+            actor: None,
+            target: Some(t.to_string()),
+        }
+    }
+}
+
+/// Record one call (errors are logged, never fail the request).
+pub fn record_call(api: &ApiState, action: &str, path: &str, who: Option<&Principal>, note: AuditNote, status: StatusCode, ip: &str) {
+    let now = time::OffsetDateTime::now_utc();
+    let nanos = now.unix_timestamp_nanos();
+    let id = format!("{nanos:020}-{}", hex::encode(rand::random::<[u8; 3]>()));
+    let target = note.target.unwrap_or_else(|| path.to_string());
+    let entry = AuditEntry {
+        id: id.clone(),
+        time: now.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
+        ts: now.unix_timestamp(),
+        actor: who
+            .map(|p| p.user.username.clone())
+            .or(note.actor.map(|a| a.chars().take(64).collect()))
+            .unwrap_or_else(|| "-".into()),
+        actor_id: who.map(|p| p.user.id.clone()),
+        action: action.to_string(),
+        target: target.chars().take(256).collect(),
+        result: if status.is_success() { "success" } else { "failure" }.into(),
+        status: status.as_u16(),
+        source_ip: ip.to_string(),
+    };
+    tracing::info!(
+        target: "audit",
+        actor = %entry.actor, action = %entry.action, target = %entry.target,
+        result = %entry.result, status = entry.status, ip = %entry.source_ip, "audit"
+    );
+    if let Err(e) = api.ctx.store.write_eventual(|tx| tx.put(AUDIT, &id, &entry)) {
+        tracing::error!(error = %e, "cannot write the audit record");
+    }
+}
+
+/// Filters of `GET /api/v1/audit`.
+#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct AuditQuery {
+    /// Exact user name.
+    pub actor: Option<String>,
+    /// Action, exact or prefix ending in `.` (e.g. `app.`).
+    pub action: Option<String>,
+    /// Substring of the target.
+    pub target: Option<String>,
+    /// `success` or `failure`.
+    pub result: Option<String>,
+    /// Only records at or after this unix time.
+    pub since: Option<i64>,
+    /// Only records before this unix time.
+    pub until: Option<i64>,
+    /// Page (1-based).
+    pub page: Option<u32>,
+    /// Records per page (1–500, default 50).
+    pub per_page: Option<u32>,
+}
+
+/// A page of audit records, newest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AuditPage {
+    /// Records.
+    pub items: Vec<AuditEntry>,
+    /// Matching records in total.
+    pub total: usize,
+    /// Page.
+    pub page: u32,
+    /// Page size.
+    pub per_page: u32,
+}
+
+/// Pure filter of one record.
+pub fn matches(e: &AuditEntry, q: &AuditQuery) -> bool {
+    q.actor.as_ref().is_none_or(|a| &e.actor == a)
+        && q.action.as_ref().is_none_or(|a| {
+            if a.ends_with('.') {
+                e.action.starts_with(a.as_str())
+            } else {
+                &e.action == a
+            }
+        })
+        && q.target.as_ref().is_none_or(|t| e.target.contains(t.as_str()))
+        && q.result.as_ref().is_none_or(|r| &e.result == r)
+        && q.since.is_none_or(|s| e.ts >= s)
+        && q.until.is_none_or(|u| e.ts < u)
+}
+
+/// Validate page/per_page; returns (page, per_page).
+pub fn paging(page: Option<u32>, per_page: Option<u32>, max: u32, default: u32) -> Result<(u32, u32), ApiError> {
+    let mut errs = FieldErrors::default();
+    let page = page.unwrap_or(1);
+    let per_page = per_page.unwrap_or(default);
+    if page == 0 {
+        errs.add("page", "must be 1 or more");
+    }
+    if per_page == 0 || per_page > max {
+        errs.add("per_page", format!("must be between 1 and {max}"));
+    }
+    errs.finish()?;
+    Ok((page, per_page))
+}
+
+/// Query the audit log.
+#[utoipa::path(get, path = "/api/v1/audit", operation_id = "audit.list", tag = "audit", params(AuditQuery),
+    responses((status = 200, body = AuditPage), (status = 401, body = super::error::Problem), (status = 403, body = super::error::Problem), (status = 422, body = super::error::Problem)))]
+pub async fn list(State(api): State<ApiState>, _p: Principal, q: Query<AuditQueryRaw>) -> ApiResult<Json<AuditPage>> {
+    let q = q.0.parse()?;
+    let mut errs = FieldErrors::default();
+    if let Some(r) = &q.result
+        && r != "success"
+        && r != "failure"
+    {
+        errs.add("result", "must be `success` or `failure`");
+    }
+    errs.finish()?;
+    let (page, per_page) = paging(q.page, q.per_page, 500, 50)?;
+    let mut all: Vec<AuditEntry> = api
+        .ctx
+        .store
+        .list(AUDIT)?
+        .into_iter()
+        .map(|(_, e)| e)
+        .filter(|e| matches(e, &q))
+        .collect();
+    all.reverse();
+    let total = all.len();
+    let items = all
+        .into_iter()
+        .skip(((page as usize) - 1).saturating_mul(per_page as usize))
+        .take(per_page as usize)
+        .collect();
+    Ok(Json(AuditPage {
+        items,
+        total,
+        page,
+        per_page,
+    }))
+}
+
+/// Query string as sent (all strings), validated into [`AuditQuery`] with field errors.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct AuditQueryRaw {
+    actor: Option<String>,
+    action: Option<String>,
+    target: Option<String>,
+    result: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+    page: Option<String>,
+    per_page: Option<String>,
+}
+
+impl AuditQueryRaw {
+    fn parse(self) -> Result<AuditQuery, ApiError> {
+        let mut errs = FieldErrors::default();
+        let since = super::num_param(&mut errs, "since", self.since.as_deref());
+        let until = super::num_param(&mut errs, "until", self.until.as_deref());
+        let page = super::num_param(&mut errs, "page", self.page.as_deref());
+        let per_page = super::num_param(&mut errs, "per_page", self.per_page.as_deref());
+        errs.finish()?;
+        Ok(AuditQuery {
+            actor: self.actor,
+            action: self.action,
+            target: self.target,
+            result: self.result,
+            since,
+            until,
+            page,
+            per_page,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn e(actor: &str, action: &str, ts: i64, ok: bool) -> AuditEntry {
+        AuditEntry {
+            id: ts.to_string(),
+            time: String::new(),
+            ts,
+            actor: actor.into(),
+            actor_id: None,
+            action: action.into(),
+            target: format!("/api/v1/x/{ts}"),
+            result: if ok { "success" } else { "failure" }.into(),
+            status: 200,
+            source_ip: "127.0.0.1".into(),
+        }
+    }
+
+    #[test]
+    fn filters() {
+        let q = AuditQuery {
+            action: Some("app.".into()),
+            ..Default::default()
+        };
+        assert!(matches(&e("a", "app.deploy", 1, true), &q));
+        assert!(!matches(&e("a", "user.create", 1, true), &q));
+        let q = AuditQuery {
+            actor: Some("bob".into()),
+            result: Some("failure".into()),
+            since: Some(10),
+            until: Some(20),
+            ..Default::default()
+        };
+        assert!(matches(&e("bob", "x", 15, false), &q));
+        assert!(!matches(&e("bob", "x", 20, false), &q));
+        assert!(!matches(&e("bob", "x", 15, true), &q));
+        assert!(!matches(&e("al", "x", 15, false), &q));
+        assert!(paging(Some(0), None, 10, 5).is_err());
+        assert_eq!(paging(None, None, 10, 5).unwrap(), (1, 5));
+    }
+}
