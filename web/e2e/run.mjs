@@ -370,7 +370,13 @@ async function main() {
   console.log(`${results.filter((r) => r[0] === 'ok').length}/${results.length} steps passed against ${kind} (${results.filter((r) => r[0] === 'SKIP').length} skipped)`);
 }
 
-main().catch((e) => {
-  console.error(e.stack ?? e);
-  process.exitCode = 1;
-});
+main()
+  .catch((e) => {
+    console.error(e.stack ?? e);
+    process.exitCode = 1;
+  })
+  .finally(() => {
+    // Stop the backend (by PID) and exit even if a child keeps pipes open.
+    cleanup();
+    setTimeout(() => process.exit(process.exitCode ?? 0), 500);
+  });
