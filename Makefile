@@ -3,10 +3,10 @@ SHELL := /bin/bash
 CARGO ?= cargo
 VERSION := $(shell grep -m1 '^version' Cargo.toml | cut -d'"' -f2)
 APT_PACKAGES := build-essential cmake pkg-config curl ca-certificates nftables iproute2 dnsutils \
-	udhcpc isc-dhcp-client dnsmasq-base busybox-static python3-venv zstd file
+	udhcpc isc-dhcp-client dnsmasq-base busybox-static python3-venv zstd file chromium
 
 
-.PHONY: bench-smoke all build release demo test test-rust test-web test-fuzz lint fmt web bench fuzz soak image clean deps help
+.PHONY: bench-smoke all build release demo test test-rust test-web test-e2e test-fuzz lint fmt web bench fuzz soak image clean deps help
 
 help:
 	@echo "make demo   - build everything and run the product on this machine (no Proxmox needed)"
@@ -41,7 +41,7 @@ release: web
 demo: deps release
 	./target/release/proximity demo $(DEMO_ARGS)
 
-test: deps web test-rust test-web test-fuzz
+test: deps web test-rust test-web test-e2e test-fuzz
 
 test-rust:
 	$(CARGO) test --all-targets -- --test-threads=2
@@ -51,7 +51,12 @@ test-fuzz:
 	tests/fuzz/run.sh 10
 
 test-web:
-	@if [ -f web/package.json ] && grep -q '"test"' web/package.json; then cd web && npm test; fi
+	@if [ -f web/package.json ] && grep -q '"test"' web/package.json; then cd web && { [ -d node_modules ] || npm ci --no-audit --no-fund; } && npm test; fi
+
+# Browser test (Debian chromium + playwright-core) against `proximity demo`; screenshots in target/ui-screenshots/.
+test-e2e: web
+	$(CARGO) build
+	cd web && PROXIMITY_BIN=../target/debug/proximity E2E_SHOTS=../target/ui-screenshots npm run e2e
 
 lint:
 	$(CARGO) fmt --check

@@ -86,6 +86,7 @@ export function statusTone(s: string | null | undefined): Tone {
     case 'online':
     case 'active':
     case 'bound':
+    case 'available':
       return 'ok';
     case 'stopped':
     case 'cancelled':
@@ -96,6 +97,8 @@ export function statusTone(s: string | null | undefined): Tone {
     case 'failed':
     case 'missing':
     case 'down':
+    case 'failure':
+    case 'denied':
       return 'bad';
     case 'degraded':
     case 'warning':

@@ -19,11 +19,17 @@ const MAX_LOG = 2000;
 /** Fold one event (`job.step`, `job.log`, `job.state`, or a full job snapshot) into the view. */
 export function applyEvent(v: JobView, kind: string, data: any): JobView {
   const k = kind.replace(/^job\./, '');
-  const payload = data && typeof data === 'object' && data.data && typeof data.data === 'object' && !data.steps ? data.data : data;
+  let payload = data && typeof data === 'object' && data.data && typeof data.data === 'object' && !data.steps ? data.data : data;
+  // A lagged stream resynchronises with `snapshot {lagged, job}`.
+  if (payload && typeof payload === 'object' && payload.job && typeof payload.job === 'object' && !payload.steps) payload = payload.job;
   const next: JobView = { ...v };
   if (k === 'log') {
     const line = typeof payload === 'string' ? payload : String(payload?.line ?? payload?.message ?? payload?.text ?? JSON.stringify(payload));
     next.logs = [...v.logs, ...line.split('\n').filter((l: string, i: number, a: string[]) => l !== '' || i < a.length - 1)].slice(-MAX_LOG);
+    return next;
+  }
+  if (k === 'progress') {
+    if (v.job && typeof payload?.progress === 'number') next.job = { ...v.job, progress: payload.progress };
     return next;
   }
   if (k === 'step') {
@@ -103,7 +109,7 @@ export function followJob(id: string, pollMs = 2000): Readable<JobView> & { stop
         timer = setTimeout(poll, 200);
       }
     };
-    for (const k of ['message', 'job.step', 'job.log', 'job.state', 'step', 'log', 'state', 'snapshot', 'done', 'end']) es.addEventListener(k, on(k) as EventListener);
+    for (const k of ['message', 'snapshot', 'step', 'progress', 'log', 'state', 'job.step', 'job.progress', 'job.log', 'job.state', 'done', 'end']) es.addEventListener(k, on(k) as EventListener);
     es.onopen = () => set({ ...view, connected: true });
     es.onerror = () => {
       set({ ...view, connected: false });

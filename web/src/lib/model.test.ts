@@ -13,6 +13,21 @@ describe('normalizers', () => {
     expect(e.fields.map((f) => f.name)).toEqual(['TITLE']);
     expect(e.fields[0].label).toBe('Title');
   });
+  it('catalog YAML shape: web.port, min, env with field and secret', () => {
+    const e = normalizeCatalog({
+      id: 'code-server', name: 'code-server', icon: '💻', web: { port: 8080 }, min: { cores: 2, memory_mb: 2048, disk_gb: 10 },
+      env: [
+        { name: 'PASSWORD', secret: { length: 24 }, field: { label: 'Login password', type: 'password', help: 'Leave empty to generate one.' } },
+        { name: 'TZ', default: 'UTC', required: true, field: { label: 'Time zone', type: 'select', options: ['UTC', 'Europe/Paris'] } },
+        { name: 'INTERNAL', default: 'x' },
+      ],
+    });
+    expect(e.web_port).toBe(8080);
+    expect(e.min).toEqual({ cores: 2, memory_mb: 2048, disk_gb: 10 });
+    expect(e.fields.map((f) => [f.name, f.type, f.required, f.secret])).toEqual([['PASSWORD', 'password', false, true], ['TZ', 'select', true, false]]);
+    expect(e.fields[1].options).toEqual(['UTC', 'Europe/Paris']);
+    expect(e.fields[0].description).toMatch(/generate/);
+  });
   it('catalog defaults when minimums are missing', () => {
     expect(normalizeCatalog({ id: 'x' }).min).toEqual({ cores: 1, memory_mb: 512, disk_gb: 4 });
   });
@@ -56,5 +71,13 @@ describe('job event reducer', () => {
     v = applyEvent(v, 'snapshot', { id: 'j1', kind: 'deploy', state: 'failed', error: 'boom', steps: [] });
     expect(v.done).toBe(true);
     expect(v.job!.error).toBe('boom');
+  });
+  it('handles progress events and lagged snapshots', () => {
+    let v: JobView = { ...emptyView(), job };
+    v = applyEvent(v, 'progress', { progress: 40 });
+    expect(v.job!.progress).toBe(40);
+    v = applyEvent(v, 'snapshot', { lagged: 3, job: { id: 'j1', kind: 'deploy', state: 'succeeded', progress: 100, steps: [{ name: 'create', state: 'done' }] } });
+    expect(v.done).toBe(true);
+    expect(v.job!.steps[0].state).toBe('done');
   });
 });

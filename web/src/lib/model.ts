@@ -54,16 +54,20 @@ export interface CatalogEntry {
 export function normalizeField(f: O, key?: string): FormField | null {
   const name = str(f.name, f.key, f.env, key);
   if (!name) return null;
-  const options = Array.isArray(f.options) ? f.options.map(String) : Array.isArray(f.choices) ? f.choices.map(String) : undefined;
+  // Catalog YAML (src/catalog EnvSpec): {name, default, required, secret: {length}, field: {label, type, options, help}}
+  const fs: O = f.field && typeof f.field === 'object' ? f.field : f;
+  const opts = Array.isArray(fs.options) && fs.options.length ? fs.options : Array.isArray(fs.choices) ? fs.choices : undefined;
+  const options = opts ? opts.map(String) : undefined;
   const secret = !!(f.secret || f.generate || f.generated);
   return {
     name,
-    label: str(f.label, f.title, f.prompt) ?? name,
-    description: str(f.description, f.help),
+    label: str(fs.label, fs.title, fs.prompt) ?? name,
+    description: str(fs.help, fs.description, f.description) ?? (secret ? 'Leave empty to generate one.' : undefined),
     default: f.default === undefined || f.default === null ? undefined : String(f.default),
-    required: !!f.required,
+    // A generated secret is never required from the user.
+    required: !!(f.required ?? fs.required) && !secret,
     secret,
-    type: str(f.type) ?? (options ? 'select' : secret ? 'password' : 'text'),
+    type: (str(fs.type, fs.kind) ?? (options ? 'select' : secret ? 'password' : 'text')).toLowerCase(),
     options,
   };
 }
@@ -75,7 +79,7 @@ export function normalizeCatalog(e: O): CatalogEntry {
     : Array.isArray(e.form)
       ? e.form
       : Array.isArray(e.env)
-        ? e.env.filter((v: O) => v && (v.form || v.user || v.label || v.prompt) && !v.secret)
+        ? e.env.filter((v: O) => v && (v.field || v.form || v.user || v.label || v.prompt))
         : e.env && typeof e.env === 'object'
           ? Object.entries(e.env as O)
               .filter(([, v]) => v && typeof v === 'object' && ((v as O).form || (v as O).label || (v as O).prompt) && !(v as O).secret)

@@ -16,7 +16,7 @@ export async function setupNeeded(): Promise<boolean> {
   try {
     const s = await api.request<Record<string, unknown>>(`${API}/auth/setup`, { noRetry: true });
     const d = s.data ?? {};
-    for (const k of ['setup_required', 'needed', 'required', 'open', 'available']) if (typeof d[k] === 'boolean') return d[k] as boolean;
+    for (const k of ['needs_setup', 'setup_required', 'needed', 'required', 'open', 'available']) if (typeof d[k] === 'boolean') return d[k] as boolean;
     if (typeof d.done === 'boolean') return !d.done;
     if (typeof d.completed === 'boolean') return !d.completed;
     if (typeof d.users === 'number') return d.users === 0;
