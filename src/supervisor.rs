@@ -165,6 +165,9 @@ pub struct Supervisor {
     failed: tokio::sync::mpsc::UnboundedSender<(String, String)>,
     failures: tokio::sync::mpsc::UnboundedReceiver<(String, String)>,
     grace: Duration,
+    /// Registered at construction so a signal that arrives before `run` is not lost
+    /// (the default action would kill the process).
+    signals: Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>,
 }
 
 impl Supervisor {
@@ -177,6 +180,9 @@ impl Supervisor {
             failed,
             failures,
             grace: Duration::from_secs(5),
+            signals: tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                .ok()
+                .zip(tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).ok()),
         }
     }
 
@@ -225,10 +231,16 @@ impl Supervisor {
     /// Wait for SIGTERM/SIGINT, cancellation, or a service failure; then stop every service
     /// in reverse start order. Returns an error if a service failed.
     pub async fn run(mut self) -> anyhow::Result<()> {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        let (mut term, mut int) = match self.signals.take() {
+            Some(s) => s,
+            None => (
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?,
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?,
+            ),
+        };
         let mut failure = None;
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => tracing::info!("interrupt received, shutting down"),
+            _ = int.recv() => tracing::info!("interrupt received, shutting down"),
             _ = term.recv() => tracing::info!("SIGTERM received, shutting down"),
             _ = self.ctx.shutdown.cancelled() => tracing::info!("shutdown requested"),
             f = self.failures.recv() => {
