@@ -41,7 +41,7 @@ release: web
 demo: deps release
 	./target/release/proximity demo $(DEMO_ARGS)
 
-test: deps web test-rust test-web test-e2e test-fuzz
+test: deps web test-rust test-web test-e2e test-fuzz bench-smoke
 
 test-rust:
 	$(CARGO) test --all-targets -- --test-threads=2
