@@ -44,7 +44,7 @@ demo: deps release
 test: deps web test-rust test-web test-e2e test-fuzz bench-smoke
 
 test-rust:
-	$(CARGO) test --all-targets -- --test-threads=2
+	$(CARGO) test --all-targets --no-fail-fast -- --test-threads=2
 
 # Short bounded fuzz smoke (10 s per target); `make fuzz` runs longer.
 test-fuzz:

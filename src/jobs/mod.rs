@@ -889,7 +889,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let jobs = engine(dir.path(), 2, 10);
         let stop = CancellationToken::new();
-        tokio::spawn(jobs.clone().run(rec(Some("two")), stop.clone()));
+        let first_runner = tokio::spawn(jobs.clone().run(rec(Some("two")), stop.clone()));
         let mut events = {
             let j = Jobs::build(JobKind::Deploy, Some("app-x".into()), &[], "u", &STEPS, serde_json::json!({}));
             let rx = jobs.inner.events.subscribe();
@@ -918,6 +918,8 @@ mod tests {
         assert!(err.starts_with("step two: it broke") && err.contains("line2"), "{err}");
         assert_eq!(j.steps[0].state, StepState::Done);
         stop.cancel();
+        // The failing runner must be gone before the retry, or it could take the job again.
+        let _ = tokio::time::timeout(Duration::from_secs(10), first_runner).await;
         // Retry with a handler that succeeds: only step two runs again.
         let stop = CancellationToken::new();
         tokio::spawn(jobs.clone().run(rec(None), stop.clone()));
