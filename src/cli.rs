@@ -55,6 +55,20 @@ pub enum Command {
     /// Back up or restore the appliance's own database as JSON.
     #[command(subcommand)]
     Db(DbCommand),
+    /// Print the appliance's SSH public key (OpenSSH line; created on first use) to
+    /// authorize on Proxmox nodes. Works offline: stop the daemon first.
+    SshKey(SshKeyArgs),
+}
+
+/// `ssh-key`
+#[derive(Debug, Args)]
+pub struct SshKeyArgs {
+    /// Configuration file (to find the data directory).
+    #[arg(long, short, default_value = "/etc/proximity/proximity.toml")]
+    pub config: PathBuf,
+    /// Data directory (overrides the configuration).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
 }
 
 /// `serve`

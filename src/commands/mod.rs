@@ -5,6 +5,7 @@ pub mod db;
 pub mod demo;
 pub mod pve_sim;
 pub mod serve;
+pub mod ssh_key;
 pub mod user;
 
 use std::path::{Path, PathBuf};
@@ -36,6 +37,7 @@ pub fn main() -> ExitCode {
         }
         Command::Catalog(CatalogCommand::Validate { dir }) => return catalog::validate(dir.as_deref()),
         Command::Db(cmd) => db::run(cmd),
+        Command::SshKey(args) => ssh_key::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
