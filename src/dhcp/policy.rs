@@ -62,6 +62,26 @@ impl Reservations {
     }
 }
 
+/// Leases that end because the plan changed under them: the MAC had a reservation in `old`
+/// and has none in `new` (the app was deleted), or it now reserves another address. An
+/// app's address and name live and die with its registry record (DESIGN §2), so its lease
+/// (and the DNS name the lease's host name would keep alive) goes with the reservation
+/// instead of lingering until expiry. Removes them from `pool`; returns the changes to
+/// persist. Leases of MACs that never had a reservation are untouched.
+pub fn release_unreserved(old: &Reservations, new: &Reservations, pool: &mut Pool) -> Vec<Change> {
+    let mut freed = Vec::new();
+    for mac in old.by_mac.keys() {
+        let Some(lease) = pool.by_mac(mac) else { continue };
+        let still = new.for_mac(mac).is_some_and(|(ip, _)| *ip == lease.ip);
+        if !still {
+            let ip = lease.ip;
+            pool.remove(ip);
+            freed.push(Change::Free(ip));
+        }
+    }
+    freed
+}
+
 /// Where a reply goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dest {
@@ -477,6 +497,31 @@ mod tests {
     }
     fn pool() -> Pool {
         Pool::new(ip(100), ip(250), 0)
+    }
+
+    #[test]
+    fn deleting_a_reservation_releases_its_lease_only() {
+        let mut p = pool();
+        let reserved = dora(&mut p, &RES_MAC, 100);
+        assert_eq!(reserved, ip(101));
+        let other = dora(&mut p, &MAC, 100);
+        let old = res();
+        // Same plan: nothing changes.
+        assert!(release_unreserved(&old, &res(), &mut p).is_empty());
+        // The app is gone: its lease goes, the dynamic client keeps its lease.
+        let changes = release_unreserved(&old, &Reservations::default(), &mut p);
+        assert!(matches!(changes.as_slice(), [Change::Free(a)] if *a == ip(101)), "{changes:?}");
+        assert!(p.by_ip(ip(101)).is_none() && p.by_mac("02:50:58:00:00:65").is_none());
+        assert_eq!(p.by_mac("02:00:00:00:00:01").map(|l| l.ip), Some(other));
+        // A reservation that moves to another address ends the old lease too.
+        assert_eq!(dora(&mut p, &RES_MAC, 200), ip(101));
+        let moved = Reservations::from_plan(&[Reservation {
+            mac: "02:50:58:00:00:65".into(),
+            ip: ip(102),
+            hostname: "nginx-01".into(),
+        }]);
+        assert_eq!(release_unreserved(&old, &moved, &mut p).len(), 1);
+        assert!(p.by_ip(ip(101)).is_none());
     }
 
     #[test]

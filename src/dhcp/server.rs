@@ -143,7 +143,20 @@ pub async fn run(ctx: Context, sock: std::net::UdpSocket, board: LeaseBoard) -> 
         tokio::select! {
             _ = ctx.shutdown.cancelled() => break,
             _ = plan_rx.changed() => {
-                reservations = Reservations::from_plan(&plan_rx.borrow_and_update().reservations);
+                let next = Reservations::from_plan(&plan_rx.borrow_and_update().reservations);
+                let freed = policy::release_unreserved(&reservations, &next, &mut pool);
+                reservations = next;
+                if !freed.is_empty() {
+                    tracing::info!(leases = freed.len(), "released the leases of removed reservations");
+                    c.leases.set(pool.len() as i64);
+                    let store = ctx.store.clone();
+                    match tokio::task::spawn_blocking(move || super::store::commit(&store, &freed)).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => tracing::warn!(error = %e, "cannot delete released leases"),
+                        Err(e) => tracing::warn!(error = %e, "lease delete task failed"),
+                    }
+                    publish(&pool);
+                }
                 continue;
             }
             _ = sweep.tick() => {
