@@ -132,6 +132,8 @@ struct Lab {
     ct_ns: BTreeSet<String>,
     /// The simulator's namespace tag (`pxs<tag>-<vmid>`), once known.
     sim_tag: Option<String>,
+    /// Namespaces that existed before the test (never touched).
+    ns_before: BTreeSet<String>,
     torn_down: bool,
 }
 
@@ -153,7 +155,7 @@ impl Lab {
     }
 
     /// Build the namespaces and links (no processes yet).
-    fn build() -> Lab {
+    fn build(ns_before: BTreeSet<String>) -> Lab {
         let mut lab = Lab {
             pid: std::process::id(),
             dir: tempfile::tempdir().expect("temp dir"),
@@ -161,6 +163,7 @@ impl Lab {
             created: Vec::new(),
             ct_ns: BTreeSet::new(),
             sim_tag: None,
+            ns_before,
             torn_down: false,
         };
         let w = lab.add_ns("wan");
@@ -265,11 +268,15 @@ impl Lab {
             }
             drop(p);
         }
-        // CT namespaces the simulator should have removed: only those we identified as its.
-        let mut leftovers: Vec<String> = self.ct_ns.iter().cloned().collect();
-        if let Some(tag) = &self.sim_tag {
-            let prefix = format!("pxs{tag}-");
-            leftovers.extend(namespaces().into_iter().filter(|n| n.starts_with(&prefix)));
+        // CT namespaces the simulator should have removed: only those we know are its (found
+        // earlier, or new since the test began and wired to our pve namespace's bridge).
+        let mut leftovers: BTreeSet<String> = self.ct_ns.clone();
+        let pve_link = format!("link-netns {}", self.ns("pve"));
+        for n in namespaces().difference(&self.ns_before) {
+            let tagged = self.sim_tag.as_ref().is_some_and(|t| n.starts_with(&format!("pxs{t}-")));
+            if tagged || (n.starts_with("pxs") && text(&sh(&["ip", "-n", n, "-o", "link", "show"])).contains(&pve_link)) {
+                leftovers.insert(n.clone());
+            }
         }
         for ns in leftovers {
             if namespaces().contains(&ns) {
@@ -451,7 +458,7 @@ fn namespace_lab_end_to_end() {
     let ns_before = namespaces();
     let links_before = root_links();
 
-    let mut lab = Lab::build();
+    let mut lab = Lab::build(ns_before.clone());
     let (w, p, a, c) = (lab.ns("wan"), lab.ns("pve"), lab.ns("app"), lab.ns("cli"));
 
     // The WAN side: the fake internet (web page + resolver for *.example.test) and the
