@@ -39,7 +39,7 @@ const CLIENT: &str = "192.168.77.50";
 const INET: &str = "203.0.113.10";
 const MGMT: &str = "198.51.100.7";
 const LAN_GW: &str = "10.20.0.1";
-const API: &str = "proximity.prox.local:8443";
+const API: &str = "192.168.77.2:8443";
 const TEST: &str = "lab_e2e";
 
 fn sh(args: &[&str]) -> Output {
@@ -334,7 +334,6 @@ impl Api {
         let (hdr, out) = (self.dir.join("api.headers"), self.dir.join("api.body"));
         let _ = std::fs::remove_file(&hdr);
         let _ = std::fs::remove_file(&out);
-        let resolve = format!("{API}:{APPL_WAN}");
         let url = if path == "/metrics" {
             format!("https://{API}/metrics")
         } else {
@@ -350,8 +349,6 @@ impl Api {
             method,
             "--cacert",
             &ca,
-            "--resolve",
-            &resolve,
             "-D",
             &hdr_s,
             "-o",

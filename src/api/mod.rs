@@ -271,7 +271,19 @@ pub async fn run_with(state: ApiState, listeners: Vec<TcpListener>) -> anyhow::R
             .ca
             .clone()
             .ok_or_else(|| anyhow::anyhow!("api.tls is on but the appliance CA could not be loaded"))?;
-        let listen: Vec<SocketAddr> = listeners.iter().filter_map(|l| l.local_addr().ok()).collect();
+        let mut listen: Vec<SocketAddr> = listeners.iter().filter_map(|l| l.local_addr().ok()).collect();
+        // Listening on 0.0.0.0 (the default) the certificate would name only loopback, so a
+        // user who trusts the downloaded CA still got a name mismatch at
+        // https://<appliance>:8443. Add the WAN address (configured, or read from the WAN
+        // interface as netplane does for DNS answers).
+        if listen.iter().any(|a| a.ip().is_unspecified()) {
+            let net = &ctx.config.network;
+            let wan = match net.wan_address {
+                Some(a) => Some(a),
+                None => crate::link::interface_v4(&net.wan_interface).await.ok().flatten().map(|n| n.addr()),
+            };
+            listen.extend(wan.map(|ip| SocketAddr::from((ip, 0))));
+        }
         Some(tokio_rustls::TlsAcceptor::from(ca.api_server_config(&listen)?))
     } else {
         None
