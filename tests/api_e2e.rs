@@ -202,6 +202,26 @@ async fn deploy_follow_job_act_and_delete_through_the_api() {
     api.wait_job(&loc, bob).await;
     let (s, _, _) = api.call(M::GET, &format!("/apps/{id}"), bob, None).await;
     assert_eq!(s, 404);
+
+    // Generated secrets come back once, in the deploy answer, and nowhere else.
+    assert_eq!(app["generated_secrets"], json!({}), "whoami generates none: {app}");
+    let (s, h, g) = api
+        .call(M::POST, "/apps", bob, Some(json!({"catalog_id":"gotify","hostname":"notify"})))
+        .await;
+    assert_eq!(s, 202, "{g}");
+    let secrets = g["generated_secrets"].as_object().expect("generated_secrets object").clone();
+    assert!(!secrets.is_empty(), "gotify generates its admin password: {g}");
+    let gid = g["id"].as_str().unwrap().to_string();
+    let (_, _, again) = api.call(M::GET, &format!("/apps/{gid}"), bob, None).await;
+    let (_, _, audit) = api.call(M::GET, "/audit?per_page=200", &admin, None).await;
+    for v in secrets.values() {
+        let v = v.as_str().unwrap();
+        assert!(v.len() >= 12, "a generated secret is long: {v:?}");
+        assert!(!again.to_string().contains(v), "secret shown again in GET /apps/{{id}}");
+        assert!(!audit.to_string().contains(v), "secret in the audit log");
+    }
+    let loc = h["location"].to_str().unwrap().trim_start_matches("/api/v1").to_string();
+    api.wait_job(&loc, bob).await;
     drop(p);
     sim.shutdown().await;
 }

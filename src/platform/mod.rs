@@ -727,6 +727,13 @@ impl Platform {
 
     /// Validate, reserve address/MAC/ports and the hostname, and queue the deploy job.
     pub async fn deploy(&self, owner: &User, req: DeployRequest) -> Result<(App, Job)> {
+        self.deploy_with_secrets(owner, req).await.map(|(app, job, _)| (app, job))
+    }
+
+    /// [`Self::deploy`], also returning the secrets the catalog entry generated for this app
+    /// (field → value). They are stored sealed; this is the one moment they exist in clear,
+    /// so the caller shows them to the user once and never logs them.
+    pub async fn deploy_with_secrets(&self, owner: &User, req: DeployRequest) -> Result<(App, Job, BTreeMap<String, String>)> {
         Self::validate_names(&req.hostname, &req.aliases)?;
         let entry = self
             .inner
@@ -826,7 +833,7 @@ impl Platform {
             Ok::<App, PlatformError>(app)
         })?;
         self.refresh_plan();
-        Ok((app, job))
+        Ok((app, job, rendered.generated_secrets))
     }
 
     /// Re-run an app's failed job from its failed step.
