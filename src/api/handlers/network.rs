@@ -466,7 +466,11 @@ mod tests {
         let got: Vec<_> = v.iter().map(|l| (l.ip.as_str(), l.kind.as_str(), l.hostname.as_str())).collect();
         assert_eq!(
             got,
-            [("10.20.0.250", "reserved", "web"), ("10.20.0.101", "dynamic", ""), ("10.20.0.120", "dynamic", "laptop")]
+            [
+                ("10.20.0.250", "reserved", "web"),
+                ("10.20.0.101", "dynamic", ""),
+                ("10.20.0.120", "dynamic", "laptop")
+            ]
         );
         assert_eq!(v[0].expires_at.as_deref(), Some("2033-05-18T03:33:20Z"));
         assert!(lease_views(&res, &[])[0].expires_at.is_none());
