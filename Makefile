@@ -1,12 +1,15 @@
 # Proximity — developer loop. `make demo` runs the product, `make test` proves it.
 SHELL := /bin/bash
-CARGO ?= cargo
+# cargo from PATH, else the one rustup installs (deps-build installs it when missing).
+CARGO ?= $(shell command -v cargo 2>/dev/null || echo $(HOME)/.cargo/bin/cargo)
 VERSION := $(shell grep -m1 '^version' Cargo.toml | cut -d'"' -f2)
-APT_PACKAGES := build-essential cmake pkg-config curl ca-certificates nftables iproute2 dnsutils \
+# What building needs (make demo), and what the tests add on top (make test).
+BUILD_PACKAGES := build-essential cmake pkg-config curl ca-certificates
+APT_PACKAGES := $(BUILD_PACKAGES) nftables iproute2 dnsutils \
 	udhcpc isc-dhcp-client dnsmasq-base busybox-static python3-venv zstd file chromium
 
 
-.PHONY: bench-smoke all build release demo test test-rust test-web test-e2e test-fuzz lint fmt web bench fuzz soak image clean deps help
+.PHONY: deps-build bench-smoke all build release demo test test-rust test-web test-e2e test-fuzz lint fmt web bench fuzz soak image clean deps help
 
 help:
 	@echo "make demo   - build everything and run the product on this machine (no Proxmox needed)"
@@ -18,16 +21,29 @@ help:
 	@echo "make image  - appliance CT template in dist/"
 	@echo "make fuzz   - run every fuzz target (FUZZ_SECONDS each)"
 
-# Install system prerequisites on Debian when missing (as root); elsewhere explain.
-deps:
-	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+# Install build prerequisites on Debian when missing (as root): packages, Node.js, Rust (rustup).
+deps-build:
+	@missing=""; for p in $(BUILD_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
 	    echo "installing:$$missing"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	  else echo "missing packages:$$missing — install them (Debian: apt-get install$$missing)"; exit 1; fi; \
 	fi
 	@command -v node >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null; } || { echo "node/npm not found: install Node.js 18 or newer"; exit 1; }
-	@command -v $(CARGO) >/dev/null || { echo "cargo not found: install Rust from https://rustup.rs (1.95 or newer)"; exit 1; }
+	@if ! command -v $(CARGO) >/dev/null; then \
+	  echo "Rust not found: installing the stable toolchain with rustup into ~/.cargo (https://rustup.rs)"; \
+	  curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal --no-modify-path \
+	    || { echo "could not install Rust: install it from https://rustup.rs (1.95 or newer) and re-run"; exit 1; }; \
+	fi
+
+# Install test prerequisites on Debian when missing (as root); elsewhere explain.
+deps: deps-build
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	    echo "installing:$$missing"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else echo "missing packages:$$missing — install them (Debian: apt-get install$$missing)"; exit 1; fi; \
+	fi
 
 web:
 	@if [ -f web/package.json ]; then cd web && { [ -d node_modules ] || npm ci --no-audit --no-fund; } && npm run build; else mkdir -p web/dist; fi
@@ -38,7 +54,7 @@ build: web
 release: web
 	$(CARGO) build --release
 
-demo: deps release
+demo: deps-build release
 	./target/release/proximity demo $(DEMO_ARGS)
 
 test: deps web test-rust test-web test-e2e test-fuzz bench-smoke

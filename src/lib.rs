@@ -23,6 +23,7 @@ pub mod proxy;
 pub mod pve;
 pub mod registry;
 pub mod secrets;
+pub mod settings;
 pub mod sim;
 pub mod store;
 pub mod supervisor;

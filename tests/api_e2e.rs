@@ -202,6 +202,54 @@ async fn deploy_follow_job_act_and_delete_through_the_api() {
     api.wait_job(&loc, bob).await;
     let (s, _, _) = api.call(M::GET, &format!("/apps/{id}"), bob, None).await;
     assert_eq!(s, 404);
+
+    // Resource defaults from the settings apply to the next deploy (raised to the catalog
+    // minimum: gotify needs 2 GiB of disk), and so does the HTTPS redirect choice.
+    let (_, _, doc) = api.call(M::GET, "/settings/resources", &admin, None).await;
+    let body = json!({"digest": doc["digest"], "settings": {"cores": 2, "memory_mb": 256, "disk_gb": 1, "max_apps_per_user": 0}});
+    let (s, _, r) = api.call(M::PUT, "/settings/resources", &admin, Some(body)).await;
+    assert_eq!(s, 200, "{r}");
+    let (_, _, doc) = api.call(M::GET, "/settings/network", &admin, None).await;
+    let mut net = doc["settings"].clone();
+    net["https_redirect"] = json!(false);
+    let (s, _, r) = api
+        .call(
+            M::PUT,
+            "/settings/network",
+            &admin,
+            Some(json!({"digest": doc["digest"], "settings": net})),
+        )
+        .await;
+    assert_eq!(s, 200, "{r}");
+
+    // Generated secrets come back once, in the deploy answer, and nowhere else.
+    assert_eq!(app["generated_secrets"], json!({}), "whoami generates none: {app}");
+    let (s, h, g) = api
+        .call(M::POST, "/apps", bob, Some(json!({"catalog_id":"gotify","hostname":"notify"})))
+        .await;
+    assert_eq!(s, 202, "{g}");
+    let secrets = g["generated_secrets"].as_object().expect("generated_secrets object").clone();
+    assert!(!secrets.is_empty(), "gotify generates its admin password: {g}");
+    assert_eq!(g["resources"], json!({"cores": 2, "memory_mb": 256, "disk_gb": 2}), "{g}");
+    let gid = g["id"].as_str().unwrap().to_string();
+    let (_, _, routes) = api.call(M::GET, "/network/routes", &admin, None).await;
+    let route = routes
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["host"] == "notify.prox.local")
+        .cloned();
+    assert_eq!(route.as_ref().map(|r| &r["https_redirect"]), Some(&json!(false)), "{routes}");
+    let (_, _, again) = api.call(M::GET, &format!("/apps/{gid}"), bob, None).await;
+    let (_, _, audit) = api.call(M::GET, "/audit?per_page=200", &admin, None).await;
+    for v in secrets.values() {
+        let v = v.as_str().unwrap();
+        assert!(v.len() >= 12, "a generated secret is long: {v:?}");
+        assert!(!again.to_string().contains(v), "secret shown again in GET /apps/{{id}}");
+        assert!(!audit.to_string().contains(v), "secret in the audit log");
+    }
+    let loc = h["location"].to_str().unwrap().trim_start_matches("/api/v1").to_string();
+    api.wait_job(&loc, bob).await;
     drop(p);
     sim.shutdown().await;
 }

@@ -232,3 +232,69 @@ fn dns_port_in_use_names_the_service() {
     };
     assert!(err.starts_with("dns:") && err.contains(&format!("port {}", addr.port())), "{err}");
 }
+
+/// Changing the upstream resolvers in the runtime settings (what `PUT /settings/network`
+/// stores) switches the forwarder without a restart, and the plan carries the new
+/// management networks.
+#[test]
+fn upstream_resolvers_follow_the_settings() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (first, first_count) = fake_upstream();
+    let (second, second_count) = fake_upstream();
+    let port = common::free_udp_tcp_port();
+    let listen: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let mut config = Config {
+        data_dir: dir.path().to_path_buf(),
+        ..Default::default()
+    };
+    config.network.upstream_dns = vec![first];
+    config.network.wan_interface = "lo".into();
+    config.dns.listen = vec![listen];
+    config.dns.upstream_timeout_ms = 500;
+    let store = Store::open(&config.db_path()).unwrap();
+    let ctx = Context::new(config, store).unwrap();
+    ctx.plan.refresh(&ctx.store).unwrap();
+    let sockets = proximity::dns::bind(&[listen]).unwrap();
+    let task = rt.spawn(proximity::dns::run(
+        ctx.clone(),
+        sockets,
+        proximity::dhcp::LeaseBoard::default(),
+        None,
+    ));
+
+    assert_eq!(
+        first_a(&query(listen, "one.example.test.", RecordType::A)),
+        Some(Ipv4Addr::new(192, 0, 2, 7))
+    );
+    assert_eq!((first_count.load(Ordering::SeqCst), second_count.load(Ordering::SeqCst)), (1, 0));
+
+    let mut s = proximity::settings::network(&ctx.store, &ctx.config).unwrap();
+    s.upstream_dns = vec![second.to_string()];
+    s.management_networks = vec!["192.168.77.0/24".into()];
+    ctx.store
+        .put(proximity::settings::SETTINGS, "network", &serde_json::to_value(&s).unwrap())
+        .unwrap();
+    let plan = ctx.plan.refresh(&ctx.store).unwrap();
+    assert_eq!(plan.upstream_dns, vec![second]);
+    assert_eq!(plan.management_networks, vec!["192.168.77.0/24".parse().unwrap()]);
+
+    // The zone task applies the new plan asynchronously: poll (bounded) for the switch.
+    let t0 = Instant::now();
+    while second_count.load(Ordering::SeqCst) == 0 && t0.elapsed() < Duration::from_secs(3) {
+        let m = query(listen, &format!("n{}.example.test.", t0.elapsed().as_micros()), RecordType::A);
+        assert_eq!(first_a(&m), Some(Ipv4Addr::new(192, 0, 2, 7)));
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(second_count.load(Ordering::SeqCst) > 0, "the new upstream was never asked");
+    let before = first_count.load(Ordering::SeqCst);
+    query(listen, "two.example.test.", RecordType::A);
+    assert_eq!(first_count.load(Ordering::SeqCst), before, "the old upstream is no longer used");
+
+    ctx.shutdown.cancel();
+    rt.block_on(task).unwrap().unwrap();
+}

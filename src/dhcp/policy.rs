@@ -321,6 +321,7 @@ fn rate_limited() -> Outcome {
 
 fn request(req: &Message, mac: &str, pool: &mut Pool, res: &Reservations, cfg: &PolicyConfig, now: u64) -> Outcome {
     let sid = server_id(req);
+    let init_reboot = sid.is_none() && requested_ip(req).is_some();
     let ip = match (sid, requested_ip(req)) {
         // SELECTING: the client chose a server.
         (Some(s), r) => {
@@ -350,6 +351,15 @@ fn request(req: &Message, mac: &str, pool: &mut Pool, res: &Reservations, cfg: &
         }
     };
     let reserved = |x: Ipv4Addr| res.reserved_for_other(x, mac);
+    // RFC 2131 §4.3.2, INIT-REBOOT: wrong network → NAK; no record of the client → stay
+    // silent (another server may own it), unless the address is known to belong to someone
+    // else, where a NAK saves the client from using a conflicting address.
+    if init_reboot && cfg.lan.contains(&ip) && res.for_mac(mac).is_none() && pool.by_mac(mac).is_none() {
+        if reserved(ip) || pool.by_ip(ip).is_some_and(|l| l.mac != mac) {
+            return nak(req, cfg);
+        }
+        return Outcome::ignore("INIT-REBOOT from a client without a lease here");
+    }
     let mut hostname = client_hostname(req).or_else(|| pool.by_mac(mac).and_then(|l| l.hostname.clone()));
     let allowed = if let Some((rip, h)) = res.for_mac(mac) {
         hostname = Some(h.clone());
@@ -601,6 +611,20 @@ mod tests {
         let o = decide(&r, &mut p, &res(), &cfg(), 2001);
         assert_eq!(o.kind, Kind::Nak);
         assert_eq!(o.reply.unwrap().1, Dest::Broadcast);
+        // INIT-REBOOT from a client we have no record of: silent for a free address, NAK for
+        // one leased to somebody else.
+        let stranger = [0x02, 0, 0, 0, 0x77, 0x77];
+        let mut r = msg(&stranger, MessageType::Request, Ipv4Addr::UNSPECIFIED);
+        r.opts_mut().insert(DhcpOption::RequestedIpAddress(ip(180)));
+        let o = decide(&r, &mut p, &res(), &cfg(), 2001);
+        assert!(
+            matches!(o.kind, Kind::Ignored(_)) && o.reply.is_none() && o.change.is_none(),
+            "{:?}",
+            o.kind
+        );
+        let mut r = msg(&stranger, MessageType::Request, Ipv4Addr::UNSPECIFIED);
+        r.opts_mut().insert(DhcpOption::RequestedIpAddress(a));
+        assert_eq!(decide(&r, &mut p, &res(), &cfg(), 2001).kind, Kind::Nak);
         // Another client's address: NAK.
         let b = dora(&mut p, &MAC2, 10);
         assert_eq!(

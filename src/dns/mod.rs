@@ -138,7 +138,7 @@ struct Cached {
 
 /// Forwarding to upstream resolvers over UDP, with a TTL-respecting cache.
 pub struct Forwarder {
-    upstreams: Vec<SocketAddr>,
+    upstreams: ArcSwap<Vec<SocketAddr>>,
     timeout: Duration,
     cache: Mutex<HashMap<(String, RecordType, DNSClass), Cached>>,
     capacity: usize,
@@ -148,7 +148,7 @@ impl Forwarder {
     /// A forwarder over `upstreams` (tried in order) with `capacity` cache entries.
     pub fn new(upstreams: Vec<SocketAddr>, timeout: Duration, capacity: usize) -> Self {
         Forwarder {
-            upstreams,
+            upstreams: ArcSwap::from_pointee(upstreams),
             timeout,
             cache: Mutex::new(HashMap::new()),
             capacity,
@@ -157,7 +157,16 @@ impl Forwarder {
 
     /// True when there is at least one upstream.
     pub fn enabled(&self) -> bool {
-        !self.upstreams.is_empty()
+        !self.upstreams.load().is_empty()
+    }
+
+    /// Use these upstreams from now on (runtime settings); a change empties the cache.
+    pub fn set_upstreams(&self, upstreams: &[SocketAddr]) {
+        if self.upstreams.load().as_slice() != upstreams {
+            tracing::info!(?upstreams, "dns upstream resolvers changed");
+            self.upstreams.store(Arc::new(upstreams.to_vec()));
+            self.cache.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        }
     }
 
     fn cached(&self, key: &(String, RecordType, DNSClass)) -> Option<(ResponseCode, Vec<Record>, Vec<Record>)> {
@@ -190,7 +199,8 @@ impl Forwarder {
         q.metadata.recursion_desired = true;
         q.add_query(Query::query(name.clone(), qtype));
         let bytes = q.to_vec().ok()?;
-        for up in &self.upstreams {
+        let upstreams = self.upstreams.load_full();
+        for up in upstreams.iter() {
             let bind: SocketAddr = if up.is_ipv4() {
                 "0.0.0.0:0".parse().ok()?
             } else {
@@ -464,14 +474,15 @@ pub async fn run(ctx: Context, sockets: DnsSockets, board: LeaseBoard, wan: Opti
     let zone: ZoneHandle = Arc::new(ArcSwap::from_pointee(build_zone(&ctx, &board, wan)));
     let m = &ctx.metrics;
     let by = |kind: &str| m.counter("proximity_dns_responses_total", "DNS responses by kind", &[("kind", kind)]);
+    let forwarder = Arc::new(Forwarder::new(
+        ctx.plan.current().upstream_dns.clone(),
+        Duration::from_millis(ctx.config.dns.upstream_timeout_ms),
+        ctx.config.dns.cache_size.max(16),
+    ));
     let handler = Handler {
         zone: zone.clone(),
         lan: ctx.config.network.lan_address,
-        forwarder: Arc::new(Forwarder::new(
-            ctx.config.network.upstream_dns.clone(),
-            Duration::from_millis(ctx.config.dns.upstream_timeout_ms),
-            ctx.config.dns.cache_size.max(16),
-        )),
+        forwarder: forwarder.clone(),
         limit: RateLimit {
             per_sec: ctx.config.dns.rate_limit_per_client,
             seen: Mutex::new(HashMap::new()),
@@ -502,7 +513,8 @@ pub async fn run(ctx: Context, sockets: DnsSockets, board: LeaseBoard, wan: Opti
             r = plan_rx.changed() => { if r.is_err() { break } }
             r = lease_rx.changed() => { if r.is_err() { break } }
         }
-        plan_rx.borrow_and_update();
+        let plan = plan_rx.borrow_and_update().clone();
+        forwarder.set_upstreams(&plan.upstream_dns);
         lease_rx.borrow_and_update();
         zone.store(Arc::new(build_zone(&ctx, &board, wan)));
         tracing::debug!("dns zone rebuilt");

@@ -184,7 +184,8 @@ pub fn build(plan: &NetworkPlan, s: &FirewallSettings) -> (Batch<'static>, Rules
     rule(&mut b, "input", json!([iif(wan), counter, drop]));
 
     // forward
-    let mut blocked: Vec<Ipv4Net> = s.management.iter().map(|n| n.trunc()).collect();
+    // The configured networks and those set at runtime (settings), as the plan carries them.
+    let mut blocked: Vec<Ipv4Net> = s.management.iter().chain(&plan.management_networks).map(|n| n.trunc()).collect();
     if let Some(w) = s.wan {
         blocked.push(w.trunc());
     }

@@ -299,14 +299,20 @@ impl PlanPublisher {
     /// every committed registry change.
     pub fn refresh(&self, store: &crate::store::Store) -> Result<SharedPlan, crate::store::StoreError> {
         let apps = crate::registry::list(store)?;
-        Ok(self.publish_apps(&apps))
+        let net = crate::settings::network_for(store, &self.net)?.apply_to(&self.net);
+        Ok(self.publish_with(&net, &apps))
     }
 
     /// Recompute from a given app list (tests, hand-built plans).
     pub fn publish_apps(&self, apps: &[App]) -> SharedPlan {
+        self.publish_with(&self.net.clone(), apps)
+    }
+
+    /// Recompute over `net` (the configuration with the runtime settings applied).
+    fn publish_with(&self, net: &NetworkConfig, apps: &[App]) -> SharedPlan {
         let mut out = None;
         self.tx.send_if_modified(|cur| {
-            let mut next = compute(&self.net, apps, cur.generation);
+            let mut next = compute(net, apps, cur.generation);
             if next == **cur {
                 out = Some(cur.clone());
                 return false;

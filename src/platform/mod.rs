@@ -727,13 +727,33 @@ impl Platform {
 
     /// Validate, reserve address/MAC/ports and the hostname, and queue the deploy job.
     pub async fn deploy(&self, owner: &User, req: DeployRequest) -> Result<(App, Job)> {
+        self.deploy_with_secrets(owner, req).await.map(|(app, job, _)| (app, job))
+    }
+
+    /// [`Self::deploy`], also returning the secrets the catalog entry generated for this app
+    /// (field → value). They are stored sealed; this is the one moment they exist in clear,
+    /// so the caller shows them to the user once and never logs them.
+    pub async fn deploy_with_secrets(&self, owner: &User, req: DeployRequest) -> Result<(App, Job, BTreeMap<String, String>)> {
         Self::validate_names(&req.hostname, &req.aliases)?;
         let entry = self
             .inner
             .catalog
             .app(&req.catalog_id)
             .ok_or_else(|| PlatformError::field("catalog_id", format!("`{}` is not in the catalog", req.catalog_id)))?;
-        let resources = req.resources.unwrap_or(entry.min);
+        // Without explicit resources: the admin's defaults (settings), raised to what the
+        // catalog entry needs.
+        let resources = match req.resources {
+            Some(r) => r,
+            None => {
+                let d = crate::settings::resources(&self.inner.ctx.store, &self.inner.ctx.config)?;
+                registry::Resources {
+                    cores: d.cores.max(entry.min.cores),
+                    memory_mb: d.memory_mb.max(entry.min.memory_mb),
+                    disk_gb: d.disk_gb.max(entry.min.disk_gb),
+                }
+            }
+        };
+        let https_redirect = crate::settings::network(&self.inner.ctx.store, &self.inner.ctx.config)?.https_redirect;
         let mut fields = BTreeMap::new();
         if resources.cores < entry.min.cores {
             fields.insert("resources.cores".to_string(), format!("at least {} required", entry.min.cores));
@@ -812,7 +832,7 @@ impl Platform {
                     })
                     .collect(),
                 aliases: req.aliases.iter().map(|a| a.to_ascii_lowercase()).collect(),
-                https_redirect: true,
+                https_redirect,
                 resources,
                 settings: BTreeMap::new(),
                 error: None,
@@ -826,7 +846,7 @@ impl Platform {
             Ok::<App, PlatformError>(app)
         })?;
         self.refresh_plan();
-        Ok((app, job))
+        Ok((app, job, rendered.generated_secrets))
     }
 
     /// Re-run an app's failed job from its failed step.
@@ -1057,8 +1077,14 @@ impl Platform {
             oldest: list.iter().map(|b| b.created_at).min(),
             in_progress_backups: running,
             failed_backups: failed,
-            keep: self.inner.ctx.config.schedule.keep_backups,
+            keep: self.keep_backups(),
         })
+    }
+
+    /// Backups kept per app: the runtime setting (default: `schedule.keep_backups`).
+    pub fn keep_backups(&self) -> u32 {
+        let ctx = &self.inner.ctx;
+        crate::settings::schedule(&ctx.store, &ctx.config).map_or(ctx.config.schedule.keep_backups, |s| s.keep_backups)
     }
 
     // ----- inspection -----

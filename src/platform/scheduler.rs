@@ -113,9 +113,27 @@ pub async fn update_check(p: &Platform) -> String {
     format!("{ok} apps checked; failed: [{}]", failed.join(", "))
 }
 
-/// Run the scheduler until shutdown.
+/// The schedule in force: the runtime settings (default: the configuration's `[schedule]`).
+/// A stored schedule that does not parse falls back to the configuration, loudly.
+fn current_schedule(p: &Platform) -> anyhow::Result<(Schedule, crate::settings::ScheduleSettings)> {
+    let ctx = p.context();
+    let s = crate::settings::schedule(&ctx.store, &ctx.config)?;
+    match Schedule::from_config(&s.to_config(&ctx.config.schedule)) {
+        Ok(schedule) => Ok((schedule, s)),
+        Err(e) => {
+            tracing::warn!(error = %e, "stored schedule settings are invalid; using the configuration file's");
+            let c = &ctx.config.schedule;
+            Ok((
+                Schedule::from_config(c).map_err(|e| anyhow::anyhow!(e))?,
+                crate::settings::ScheduleSettings::from_config(c),
+            ))
+        }
+    }
+}
+
+/// Run the scheduler until shutdown. Schedule changes (settings) apply within a minute.
 pub async fn run(p: Platform, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let schedule = Schedule::from_config(&p.context().config.schedule).map_err(|e| anyhow::anyhow!(e))?;
+    let (mut schedule, mut in_force) = current_schedule(&p)?;
     loop {
         let now = now_utc();
         let Some((at, tasks)) = schedule.next(now) else {
@@ -124,9 +142,19 @@ pub async fn run(p: Platform, shutdown: CancellationToken) -> anyhow::Result<()>
         };
         let wait = (at - now).max(time::Duration::ZERO);
         let wait = std::time::Duration::from_millis(wait.whole_milliseconds().clamp(0, i64::MAX as i128) as u64);
+        // Wake at least once a minute to pick up edited settings.
+        let nap = wait.min(std::time::Duration::from_secs(60));
         tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),
-            _ = tokio::time::sleep(wait) => {}
+            _ = tokio::time::sleep(nap) => {}
+        }
+        if nap < wait {
+            let (next, s) = current_schedule(&p)?;
+            if s != in_force {
+                tracing::info!(backup = %s.backup, update_check = %s.update_check, reconcile = %s.reconcile, janitor = %s.janitor, "schedule changed");
+                (schedule, in_force) = (next, s);
+            }
+            continue;
         }
         for t in tasks {
             let ids = fire(&p, t).await;

@@ -589,7 +589,7 @@ impl Runner {
     }
 
     async fn retention(&self, cx: &StepCx) -> StepResult {
-        let keep = self.p().inner.ctx.config.schedule.keep_backups as usize;
+        let keep = self.p().keep_backups() as usize;
         if keep == 0 {
             return skipped("retention disabled (keep_backups = 0)");
         }

@@ -254,6 +254,17 @@ pub async fn list(State(api): State<ApiState>, p: Principal, Query(q): Query<App
     }))
 }
 
+/// The answer to a deploy: the new app, and the secrets generated for it (shown once).
+#[derive(Serialize, ToSchema)]
+pub struct DeployAccepted {
+    /// The app as registered (status `pending`; follow the job in `Location`).
+    #[serde(flatten)]
+    pub app: AppView,
+    /// Secrets the catalog entry generated (field → value). Returned only here, once; stored
+    /// encrypted on the appliance. Empty when the entry generates none.
+    pub generated_secrets: BTreeMap<String, String>,
+}
+
 /// Deploy request.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct DeployRequest {
@@ -327,7 +338,7 @@ pub fn validate_deploy(api: &ApiState, req: &DeployRequest) -> ApiResult<()> {
 
 /// Deploy an app from the catalog: 202 with the app and `Location` of its job.
 #[utoipa::path(post, path = "/api/v1/apps", operation_id = "app.deploy", tag = "apps", request_body = DeployRequest,
-    responses((status = 202, body = AppView, headers(("location" = String, description = "/api/v1/jobs/{job id}"))),
+    responses((status = 202, body = DeployAccepted, headers(("location" = String, description = "/api/v1/jobs/{job id}"))),
         (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 409, body = Problem),
         (status = 422, body = Problem), (status = 502, body = Problem), (status = 503, body = Problem)))]
 pub async fn deploy(State(api): State<ApiState>, p: Principal, ApiJson(req): ApiJson<DeployRequest>) -> ApiResult<Response> {
@@ -354,8 +365,12 @@ pub async fn deploy(State(api): State<ApiState>, p: Principal, ApiJson(req): Api
         values: req.values,
         aliases: req.aliases,
     };
-    let (app, job) = platform.deploy(&owner(&p), r).await?;
-    Ok(accepted(&job.id, &view(&app, &api.ctx.config.network.domain), &app.id))
+    let (app, job, generated_secrets) = platform.deploy_with_secrets(&owner(&p), r).await?;
+    let body = DeployAccepted {
+        app: view(&app, &api.ctx.config.network.domain),
+        generated_secrets,
+    };
+    Ok(accepted(&job.id, &body, &app.id))
 }
 
 /// One app.

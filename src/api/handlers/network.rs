@@ -24,6 +24,8 @@ pub struct LeaseView {
     pub hostname: String,
     /// `reserved` (an app) or `dynamic`.
     pub kind: String,
+    /// When the current lease ends (RFC 3339); absent while a reservation has no bound lease.
+    pub expires_at: Option<String>,
 }
 
 /// A DNS record served for the local zone.
@@ -132,22 +134,52 @@ fn state_name(s: Option<&ServiceState>) -> String {
     }
 }
 
-/// DHCP reservations of apps (and dynamic leases once the DHCP service records them).
+/// DHCP reservations of apps, then the dynamic leases currently bound (from the lease table).
 #[utoipa::path(get, path = "/api/v1/network/leases", operation_id = "network.leases", tag = "network",
     responses((status = 200, body = Vec<LeaseView>), (status = 401, body = Problem), (status = 403, body = Problem)))]
-pub async fn leases(State(api): State<ApiState>) -> Json<Vec<LeaseView>> {
+pub async fn leases(State(api): State<ApiState>) -> ApiResult<Json<Vec<LeaseView>>> {
     let plan = api.ctx.plan.current();
-    Json(
-        plan.reservations
-            .iter()
-            .map(|r| LeaseView {
-                mac: r.mac.clone(),
-                ip: r.ip.to_string(),
-                hostname: r.hostname.clone(),
-                kind: "reserved".into(),
-            })
-            .collect(),
-    )
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let bound: Vec<_> = crate::dhcp::store::load(&api.ctx.store)?
+        .into_iter()
+        .filter(|l| l.expires > now)
+        .collect();
+    Ok(Json(lease_views(&plan.reservations, &bound)))
+}
+
+/// Reservations first (with their bound lease's end when there is one), then dynamic leases
+/// whose MAC has no reservation, ordered by address.
+fn lease_views(reservations: &[crate::plan::Reservation], bound: &[crate::dhcp::pool::Lease]) -> Vec<LeaseView> {
+    let expiry = |secs: u64| crate::api::auth::users::rfc3339(i64::try_from(secs).unwrap_or(i64::MAX));
+    let mut out: Vec<LeaseView> = reservations
+        .iter()
+        .map(|r| LeaseView {
+            mac: r.mac.clone(),
+            ip: r.ip.to_string(),
+            hostname: r.hostname.clone(),
+            kind: "reserved".into(),
+            expires_at: bound
+                .iter()
+                .find(|l| l.ip == r.ip && l.mac.eq_ignore_ascii_case(&r.mac))
+                .map(|l| expiry(l.expires)),
+        })
+        .collect();
+    let mut dynamic: Vec<&crate::dhcp::pool::Lease> = bound
+        .iter()
+        .filter(|l| !reservations.iter().any(|r| r.mac.eq_ignore_ascii_case(&l.mac)))
+        .collect();
+    dynamic.sort_by_key(|l| l.ip);
+    out.extend(dynamic.into_iter().map(|l| LeaseView {
+        mac: l.mac.clone(),
+        ip: l.ip.to_string(),
+        hostname: l.hostname.clone().unwrap_or_default(),
+        kind: "dynamic".into(),
+        expires_at: Some(expiry(l.expires)),
+    }));
+    out
 }
 
 /// DNS records of the local zone.
@@ -399,4 +431,48 @@ pub fn pem_to_der(pem: &str) -> Option<Vec<u8>> {
     let end = pem[start..].find("-----END CERTIFICATE-----")? + start;
     let b64: String = pem[start..end].chars().filter(|c| !c.is_whitespace()).collect();
     base64::engine::general_purpose::STANDARD.decode(b64).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dhcp::pool::{Lease, LeaseState};
+    use crate::plan::Reservation;
+    use std::net::Ipv4Addr;
+
+    fn lease(mac: &str, last: u8, host: Option<&str>) -> Lease {
+        Lease {
+            mac: mac.into(),
+            ip: Ipv4Addr::new(10, 20, 0, last),
+            hostname: host.map(Into::into),
+            expires: 2_000_000_000,
+            state: LeaseState::Bound,
+        }
+    }
+
+    #[test]
+    fn reservations_come_first_then_dynamic_leases_by_address() {
+        let res = vec![Reservation {
+            mac: "02:00:00:00:00:01".into(),
+            ip: Ipv4Addr::new(10, 20, 0, 250),
+            hostname: "web".into(),
+        }];
+        let bound = vec![
+            lease("aa:bb:cc:00:00:02", 120, Some("laptop")),
+            lease("02:00:00:00:00:01", 250, None),
+            lease("aa:bb:cc:00:00:01", 101, None),
+        ];
+        let v = lease_views(&res, &bound);
+        let got: Vec<_> = v.iter().map(|l| (l.ip.as_str(), l.kind.as_str(), l.hostname.as_str())).collect();
+        assert_eq!(
+            got,
+            [
+                ("10.20.0.250", "reserved", "web"),
+                ("10.20.0.101", "dynamic", ""),
+                ("10.20.0.120", "dynamic", "laptop")
+            ]
+        );
+        assert_eq!(v[0].expires_at.as_deref(), Some("2033-05-18T03:33:20Z"));
+        assert!(lease_views(&res, &[])[0].expires_at.is_none());
+    }
 }

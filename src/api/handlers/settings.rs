@@ -12,52 +12,9 @@ use utoipa::ToSchema;
 use crate::api::ApiState;
 use crate::api::error::{ApiError, ApiJson, ApiResult, FieldErrors, Problem};
 use crate::config::Config;
-use crate::store::{Store, StoreError, Table};
+use crate::store::{Store, StoreError};
 
-/// Settings sections by name.
-pub const SETTINGS: Table<serde_json::Value> = Table::new("settings");
-
-/// Default resources of new app containers.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ResourceSettings {
-    /// CPU cores (1–64).
-    pub cores: u32,
-    /// Memory in MiB (128–262144).
-    pub memory_mb: u32,
-    /// Root disk in GiB (1–4096).
-    pub disk_gb: u32,
-    /// Most apps one (non-admin) user may own (0 = unlimited).
-    pub max_apps_per_user: u32,
-}
-
-/// Network settings that apply to new apps and the resolver.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct NetworkSettings {
-    /// Upstream DNS servers (`ip:port`).
-    pub upstream_dns: Vec<String>,
-    /// CIDRs app containers may not reach.
-    pub management_networks: Vec<String>,
-    /// New apps redirect plain HTTP to HTTPS.
-    pub https_redirect: bool,
-}
-
-/// Schedules (5-field cron expressions).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ScheduleSettings {
-    /// Nightly backups.
-    pub backup: String,
-    /// Update checks.
-    pub update_check: String,
-    /// Reconcile with Proxmox.
-    pub reconcile: String,
-    /// Stuck-job janitor.
-    pub janitor: String,
-    /// Backups kept per app (1–365).
-    pub keep_backups: u32,
-}
+pub use crate::settings::{NetworkSettings, ResourceSettings, SETTINGS, ScheduleSettings};
 
 /// One section of settings and its digest.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -76,13 +33,8 @@ trait Section: Serialize + DeserializeOwned + Clone {
 
 impl Section for ResourceSettings {
     const NAME: &'static str = "resources";
-    fn defaults(_: &Config) -> Self {
-        ResourceSettings {
-            cores: 1,
-            memory_mb: 1024,
-            disk_gb: 8,
-            max_apps_per_user: 0,
-        }
+    fn defaults(c: &Config) -> Self {
+        ResourceSettings::from_config(c)
     }
     fn validate(&self) -> Result<(), ApiError> {
         let mut e = FieldErrors::default();
@@ -102,11 +54,7 @@ impl Section for ResourceSettings {
 impl Section for NetworkSettings {
     const NAME: &'static str = "network";
     fn defaults(c: &Config) -> Self {
-        NetworkSettings {
-            upstream_dns: c.network.upstream_dns.iter().map(|a| a.to_string()).collect(),
-            management_networks: c.network.management_networks.iter().map(|n| n.to_string()).collect(),
-            https_redirect: true,
-        }
+        NetworkSettings::from_network(&c.network)
     }
     fn validate(&self) -> Result<(), ApiError> {
         let mut e = FieldErrors::default();
@@ -136,13 +84,7 @@ impl Section for NetworkSettings {
 impl Section for ScheduleSettings {
     const NAME: &'static str = "schedule";
     fn defaults(c: &Config) -> Self {
-        ScheduleSettings {
-            backup: c.schedule.backup.clone(),
-            update_check: c.schedule.update_check.clone(),
-            reconcile: c.schedule.reconcile.clone(),
-            janitor: c.schedule.janitor.clone(),
-            keep_backups: c.schedule.keep_backups,
-        }
+        ScheduleSettings::from_config(&c.schedule)
     }
     fn validate(&self) -> Result<(), ApiError> {
         let mut e = FieldErrors::default();
@@ -169,18 +111,7 @@ fn read<T: Section>(store: &Store, c: &Config) -> Result<T, StoreError> {
         .unwrap_or_else(|| T::defaults(c)))
 }
 
-/// Current resource defaults (for the platform).
-pub fn resources(store: &Store, c: &Config) -> Result<ResourceSettings, StoreError> {
-    read(store, c)
-}
-/// Current network settings.
-pub fn network(store: &Store, c: &Config) -> Result<NetworkSettings, StoreError> {
-    read(store, c)
-}
-/// Current schedules.
-pub fn schedule(store: &Store, c: &Config) -> Result<ScheduleSettings, StoreError> {
-    read(store, c)
-}
+pub use crate::settings::{network, resources, schedule};
 
 fn get_doc<T: Section>(api: &ApiState) -> ApiResult<Json<SettingsDoc<T>>> {
     let v: T = read(&api.ctx.store, &api.ctx.config)?;
@@ -208,6 +139,9 @@ fn put_doc<T: Section>(api: &ApiState, doc: SettingsDoc<T>) -> ApiResult<Json<Se
         Ok::<_, StoreError>(Ok(()))
     })?;
     outcome?;
+    // Upstream resolvers and management networks are part of the network plan.
+    api.ctx.plan.refresh(&api.ctx.store)?;
+    tracing::info!(section = T::NAME, "settings updated");
     Ok(Json(SettingsDoc {
         digest: digest(&doc.settings),
         settings: doc.settings,
