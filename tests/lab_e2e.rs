@@ -806,6 +806,16 @@ storage = "local-lvm"
             .any(|l| l["mac"].as_str().is_some_and(|m| m.eq_ignore_ascii_case(&gone.mac)) || l["ip"] == gone.ip.as_str())
     };
     assert!(has_route(&api) && has_lease(&api), "before delete the plan holds {name}");
+    let leases = api.ok("GET", "/network/leases", None, 200).body;
+    let bound = leases
+        .as_array()
+        .expect("leases")
+        .iter()
+        .find(|l| l["mac"].as_str().is_some_and(|m| m.eq_ignore_ascii_case(&gone.mac)));
+    assert!(
+        bound.is_some_and(|l| l["kind"] == "reserved" && l["expires_at"].is_string()),
+        "{name}'s container holds a bound lease on its reservation: {leases:#}"
+    );
     let leases_before = api.metric("proximity_dhcp_leases").expect("proximity_dhcp_leases gauge");
     let r = api.ok("DELETE", &format!("/apps/{}", gone.id), None, 202);
     let loc = r.header("location").expect("Location of the delete job");
