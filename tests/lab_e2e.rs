@@ -669,17 +669,18 @@ storage = "local-lvm"
     eprintln!("{TEST}: both apps running after {:?}: {apps:?}", started.elapsed());
 
     // Find each app's container namespace: new since the test began, named by the
-    // simulator `pxs<tag>-<vmid>`, and its eth0 carries the app's MAC.
+    // simulator `pxs<tag>-<vmid>`, its eth0 carries the app's MAC and its peer sits in our
+    // pve namespace (on proximity-lan).
     let mut ct_of = Vec::new();
+    let pve_link = format!("link-netns {p}");
     for app in &apps {
         let suffix = format!("-{}", app.vmid);
         let found = namespaces()
             .difference(&ns_before)
             .filter(|n| n.starts_with("pxs") && n.ends_with(&suffix))
             .find(|n| {
-                text(&sh(&["ip", "-n", n, "link", "show", "dev", "eth0"]))
-                    .to_ascii_lowercase()
-                    .contains(&app.mac)
+                let eth0 = text(&sh(&["ip", "-n", n, "link", "show", "dev", "eth0"])).to_ascii_lowercase();
+                eth0.contains(&app.mac) && eth0.contains(&pve_link)
             })
             .cloned()
             .unwrap_or_else(|| panic!("no container namespace for {} (vmid {}, mac {})", app.hostname, app.vmid, app.mac));
