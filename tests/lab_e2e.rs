@@ -884,3 +884,26 @@ fn rand_u64() -> u64 {
     h.write_u32(std::process::id());
     h.finish()
 }
+
+/// `proximity ssh-key` (no root needed): the key is created once, sealed in the store, and
+/// printed the same on every run; a missing config file is a clear error.
+#[test]
+fn ssh_key_is_created_once_and_stable() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = common::write_api_only_config(dir.path(), common::free_port());
+    let run = || {
+        let o = Command::new(bin()).args(["ssh-key", "--config"]).arg(&cfg).output().unwrap();
+        assert!(o.status.success(), "ssh-key failed: {}", text(&o));
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    };
+    let first = run();
+    assert!(first.starts_with("ssh-ed25519 ") && first.lines().count() == 1, "{first:?}");
+    assert_eq!(run(), first, "the key changed between runs");
+    let o = Command::new(bin())
+        .args(["ssh-key", "--config"])
+        .arg(dir.path().join("missing.toml"))
+        .output()
+        .unwrap();
+    assert!(!o.status.success(), "a missing config must fail");
+    assert!(text(&o).contains("missing.toml"), "the error names the file: {}", text(&o));
+}
