@@ -50,6 +50,10 @@ pub struct Inner {
     pub hosts: crate::pve::Hosts,
     /// The app platform (deploy, actions, backups...), set by whoever wires it.
     pub platform: std::sync::OnceLock<crate::platform::Platform>,
+    /// Open web consoles against `api.console_max_*`.
+    pub consoles: crate::console::ConsoleSlots,
+    /// Cached "may this app be framed" probes (`frameable` of the app view).
+    pub framing: crate::framing::FrameProbe,
 }
 
 impl std::ops::Deref for ApiState {
@@ -92,6 +96,7 @@ impl ApiState {
         let api = &ctx.config.api;
         let tokens = TokenService::load(&ctx.store, &ctx.secrets, api.access_token_secs, api.refresh_token_secs)?;
         let secure_cookies = api.tls;
+        let consoles = crate::console::ConsoleSlots::new(api.console_max_per_user, api.console_max_total);
         let ca = match crate::tls::CertAuthority::for_context(&ctx) {
             Ok(ca) => Some(ca),
             Err(e) => {
@@ -109,6 +114,8 @@ impl ApiState {
             catalog,
             hosts,
             platform: std::sync::OnceLock::new(),
+            consoles,
+            framing: crate::framing::FrameProbe::new(),
         })))
     }
 
@@ -184,6 +191,7 @@ pub fn api_routes() -> Vec<(&'static str, &'static str, MethodRouter<ApiState>)>
         ("GET", "/api/v1/apps/{id}/logs", get(apps::logs)),
         ("GET", "/api/v1/apps/{id}/metrics", get(apps::metrics)),
         ("POST", "/api/v1/apps/{id}/exec", post(apps::exec)),
+        ("GET", "/api/v1/apps/{id}/console", get(console::open)),
         ("GET", "/api/v1/apps/{id}/backups", get(backups::list)),
         ("POST", "/api/v1/apps/{id}/backups", post(backups::create)),
         ("GET", "/api/v1/apps/{id}/backups/stats", get(backups::stats)),
