@@ -74,7 +74,8 @@ impl Demo {
             .into_client_request()
             .unwrap();
         for (k, v) in headers {
-            req.headers_mut().insert(*k, v.parse().unwrap());
+            let name = tokio_tungstenite::tungstenite::http::HeaderName::from_bytes(k.as_bytes()).unwrap();
+            req.headers_mut().insert(name, v.parse().unwrap());
         }
         tokio_tungstenite::client_async(req, tls).await.map(|(ws, _)| ws)
     }

@@ -234,8 +234,16 @@ impl Session {
             Ok(p) => p,
             Err(e) => return EndReason::Failed(e),
         };
-        let reason = relay(&self.api, &app.id, socket, &mut pty, n, &mut events).await;
+        let mut reason = relay(&self.api, &app.id, socket, &mut pty, n, &mut events).await;
         pty.close().await;
+        if matches!(reason, EndReason::ShellExited(_) | EndReason::Failed(_)) {
+            // The shell may end because its container is being removed: say so.
+            match registry::get(&self.api.ctx.store, &app.id) {
+                Ok(None) => reason = EndReason::AppDeleted,
+                Ok(Some(a)) if a.status == AppStatus::Deleting => reason = EndReason::AppDeleted,
+                _ => {}
+            }
+        }
         reason
     }
 }
