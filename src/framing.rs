@@ -286,7 +286,10 @@ mod tests {
         assert!(evaluate(&h(&[], &["frame-ancestors *"]), &ui, &app));
         assert!(evaluate(&h(&[], &["frame-ancestors https:"]), &ui, &app));
         assert!(evaluate(&h(&[], &["frame-ancestors https://proximity.prox.local:8443"]), &ui, &app));
-        assert!(!evaluate(&h(&[], &["frame-ancestors https://proximity.prox.local"]), &ui, &app), "port 443 ≠ 8443");
+        assert!(
+            !evaluate(&h(&[], &["frame-ancestors https://proximity.prox.local"]), &ui, &app),
+            "port 443 ≠ 8443"
+        );
         assert!(evaluate(&h(&[], &["frame-ancestors *.prox.local:*"]), &ui, &app));
         assert!(!evaluate(&h(&[], &["frame-ancestors https://other.example"]), &ui, &app));
         // CSP wins over X-Frame-Options.
@@ -338,7 +341,11 @@ mod tests {
         let got = p.headers("app-1", &t).await.unwrap();
         assert_eq!(got.x_frame_options, vec!["SAMEORIGIN".to_string()]);
         let _ = p.headers("app-1", &t).await.unwrap();
-        assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 1, "second call served from the cache");
+        assert_eq!(
+            hits.load(std::sync::atomic::Ordering::SeqCst),
+            1,
+            "second call served from the cache"
+        );
         // A closed port answers None quickly (and is cached as unknown).
         let dead = Target {
             upstream: "127.0.0.1:1".parse().unwrap(),

@@ -64,10 +64,7 @@ impl Demo {
     async fn ws(&self, app: &str, query: &str, headers: &[(&str, String)]) -> Result<Ws, WsError> {
         let tcp = tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await.unwrap();
         let tls = tokio_rustls::TlsConnector::from(self.tls.clone())
-            .connect(
-                rustls_pki_types::ServerName::IpAddress(std::net::Ipv4Addr::LOCALHOST.into()),
-                tcp,
-            )
+            .connect(rustls_pki_types::ServerName::IpAddress(std::net::Ipv4Addr::LOCALHOST.into()), tcp)
             .await
             .unwrap();
         let mut req = format!("wss://127.0.0.1:{}/api/v1/apps/{app}/console?{query}", self.port)
@@ -146,7 +143,9 @@ async fn read_until(ws: &mut Ws, secs: u64, done: impl Fn(&str) -> bool) -> (Str
                 Message::Binary(b) => out.extend_from_slice(&b),
                 Message::Text(t) => texts.push(serde_json::from_str(t.as_str()).unwrap_or(Value::Null)),
                 Message::Close(f) => {
-                    let f = f.map(|f| (u16::from(f.code), f.reason.to_string())).unwrap_or((1005, String::new()));
+                    let f = f
+                        .map(|f| (u16::from(f.code), f.reason.to_string()))
+                        .unwrap_or((1005, String::new()));
                     return (String::from_utf8_lossy(&out).into(), texts, Some(f));
                 }
                 _ => {}
@@ -173,7 +172,12 @@ async fn console_over_a_real_websocket() {
     let admin = d.token("admin", "admin-password-1").await;
     for name in ["bob", "carol"] {
         let (s, b) = d
-            .call(M::POST, "/users", &admin, Some(json!({"username": name, "password": "user-password-1"})))
+            .call(
+                M::POST,
+                "/users",
+                &admin,
+                Some(json!({"username": name, "password": "user-password-1"})),
+            )
             .await;
         assert_eq!(s, 201, "{b}");
     }
@@ -206,19 +210,27 @@ async fn console_over_a_real_websocket() {
     let mut ws = d.ws_bearer(&id, &bob).await.expect("console opens");
     let (prompt, _, closed) = read_until(&mut ws, 15, |o| o.contains("# ") || o.contains("$ ")).await;
     assert!(closed.is_none(), "closed early: {closed:?} {prompt}");
-    ws.send(Message::Binary(format!("echo {word}\n").into_bytes().into())).await.unwrap();
+    ws.send(Message::Binary(format!("echo {word}\n").into_bytes().into()))
+        .await
+        .unwrap();
     let line = format!("\n{word}\r\n");
     let (out, _, closed) = read_until(&mut ws, 15, |o| o.contains(&line)).await;
     assert!(out.contains(&line), "no echo of {word}: {out:?} closed={closed:?}");
 
     // 2. Resize reaches the pty; a bad control frame gets an error frame, the session goes on.
-    ws.send(Message::Text(r#"{"type":"resize","cols":111,"rows":33}"#.into())).await.unwrap();
-    ws.send(Message::Text(r#"{"type":"resize","cols":0,"rows":33}"#.into())).await.unwrap();
+    ws.send(Message::Text(r#"{"type":"resize","cols":111,"rows":33}"#.into()))
+        .await
+        .unwrap();
+    ws.send(Message::Text(r#"{"type":"resize","cols":0,"rows":33}"#.into()))
+        .await
+        .unwrap();
     ws.send(Message::Binary(b"stty size\n".to_vec().into())).await.unwrap();
     let (out, texts, _) = read_until(&mut ws, 15, |o| o.contains("33 111")).await;
     assert!(out.contains("33 111"), "resize not applied: {out:?}");
     assert!(
-        texts.iter().any(|t| t["type"] == "error" && t["message"].as_str().unwrap_or("").contains("cols")),
+        texts
+            .iter()
+            .any(|t| t["type"] == "error" && t["message"].as_str().unwrap_or("").contains("cols")),
         "{texts:?}"
     );
 

@@ -176,7 +176,12 @@ impl EndReason {
     pub fn is_success(&self) -> bool {
         matches!(
             self,
-            EndReason::ShellExited(_) | EndReason::ClientClosed | EndReason::Idle { .. } | EndReason::AppDeleted | EndReason::AppStopped | EndReason::Shutdown
+            EndReason::ShellExited(_)
+                | EndReason::ClientClosed
+                | EndReason::Idle { .. }
+                | EndReason::AppDeleted
+                | EndReason::AppStopped
+                | EndReason::Shutdown
         )
     }
 
@@ -233,10 +238,7 @@ mod tests {
         assert_eq!(parse_control("hello"), Err(ControlError::NotJson));
         assert_eq!(parse_control("[1,2]"), Err(ControlError::NotJson));
         assert_eq!(parse_control(r#"{"type":7}"#), Err(ControlError::NotJson));
-        assert_eq!(
-            parse_control(r#"{"type":"paste"}"#),
-            Err(ControlError::UnknownType("paste".into()))
-        );
+        assert_eq!(parse_control(r#"{"type":"paste"}"#), Err(ControlError::UnknownType("paste".into())));
         assert_eq!(
             parse_control(r#"{"type":"resize","cols":0,"rows":40}"#),
             Err(ControlError::BadField { field: "cols" })

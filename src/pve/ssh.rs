@@ -526,7 +526,9 @@ pub struct PtySession {
 
 impl std::fmt::Debug for PtySession {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PtySession").field("endpoint", &self.ssh.endpoint).finish_non_exhaustive()
+        f.debug_struct("PtySession")
+            .field("endpoint", &self.ssh.endpoint)
+            .finish_non_exhaustive()
     }
 }
 
@@ -547,10 +549,13 @@ impl PtySession {
 
     /// Send input bytes (keystrokes).
     pub async fn write(&self, data: &[u8]) -> Result<(), Error> {
-        self.channel.data_bytes(bytes::Bytes::copy_from_slice(data)).await.map_err(|e| Error::Ssh {
-            endpoint: self.ssh.endpoint.clone(),
-            message: format!("sending input failed: {e}"),
-        })
+        self.channel
+            .data_bytes(bytes::Bytes::copy_from_slice(data))
+            .await
+            .map_err(|e| Error::Ssh {
+                endpoint: self.ssh.endpoint.clone(),
+                message: format!("sending input failed: {e}"),
+            })
     }
 
     /// Tell the remote side the terminal size changed.
