@@ -23,7 +23,7 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 type Ws = WebSocketStream<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>;
 
 struct Demo {
-    _proc: Proc,
+    proc: Proc,
     _dir: tempfile::TempDir,
     port: u16,
     http: reqwest::Client,
@@ -117,7 +117,7 @@ async fn start_demo() -> Demo {
         .build()
         .unwrap();
     Demo {
-        _proc: p,
+        proc: p,
         _dir: dir,
         port,
         http,
@@ -184,24 +184,31 @@ async fn console_over_a_real_websocket() {
     let bob = d.token("bob", "user-password-1").await;
     let carol = d.token("carol", "user-password-1").await;
 
-    // Deploy an app as bob and wait until it runs.
-    let host = format!("con-{}", std::process::id());
-    let (s, app) = d
-        .call(M::POST, "/apps", &bob, Some(json!({"catalog_id": "whoami", "hostname": host})))
-        .await;
-    assert_eq!(s, 202, "{app}");
-    let id = app["id"].as_str().unwrap().to_string();
+    // Deploy two apps as bob (one to delete, one for the shutdown) and wait until they run.
+    let mut ids = Vec::new();
+    for n in 0..2 {
+        let host = format!("con-{}-{n}", std::process::id());
+        let (s, app) = d
+            .call(M::POST, "/apps", &bob, Some(json!({"catalog_id": "whoami", "hostname": host})))
+            .await;
+        assert_eq!(s, 202, "{app}");
+        ids.push(app["id"].as_str().unwrap().to_string());
+    }
+    let (id, id2) = (ids[0].clone(), ids[1].clone());
     let deadline = Instant::now() + Duration::from_secs(180);
-    let app = loop {
-        let (s, a) = d.call(M::GET, &format!("/apps/{id}"), &bob, None).await;
-        assert_eq!(s, 200, "{a}");
-        if a["status"] == "running" {
-            break a;
-        }
-        assert!(a["status"] != "error", "deploy failed: {a}");
-        assert!(Instant::now() < deadline, "app not running: {a}");
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    };
+    let mut app = Value::Null;
+    for i in &ids {
+        app = loop {
+            let (s, a) = d.call(M::GET, &format!("/apps/{i}"), &bob, None).await;
+            assert_eq!(s, 200, "{a}");
+            if a["status"] == "running" {
+                break a;
+            }
+            assert!(a["status"] != "error", "deploy failed: {a}");
+            assert!(Instant::now() < deadline, "app not running: {a}");
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        };
+    }
     // The simulator's app server sends no framing headers: the UI may frame it.
     assert_eq!(app["frameable"], json!(true), "{app}");
 
@@ -372,4 +379,13 @@ async fn console_over_a_real_websocket() {
         assert!(Instant::now() < deadline, "audit records missing: {text}");
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
+
+    // 10. Shutting the appliance down ends open consoles with 1001 and the reason.
+    let mut ws = d.ws_bearer(&id2, &bob).await.expect("console on the second app");
+    let (o, _, closed) = read_until(&mut ws, 15, |o| o.contains("# ") || o.contains("$ ")).await;
+    assert!(closed.is_none(), "{closed:?} {o}");
+    d.proc.signal("TERM");
+    let (_, texts, closed) = read_until(&mut ws, 20, |_| false).await;
+    let (code, reason) = closed.expect("closed by the shutdown");
+    assert_eq!((code, reason.as_str()), (1001, "The appliance is shutting down."), "{texts:?}");
 }

@@ -52,6 +52,8 @@ pub struct Inner {
     pub platform: std::sync::OnceLock<crate::platform::Platform>,
     /// Open web consoles against `api.console_max_*`.
     pub consoles: crate::console::ConsoleSlots,
+    /// Running console sessions, so shutdown lets them send their close frames.
+    pub console_tasks: tokio_util::task::TaskTracker,
     /// Cached "may this app be framed" probes (`frameable` of the app view).
     pub framing: crate::framing::FrameProbe,
 }
@@ -115,6 +117,7 @@ impl ApiState {
             hosts,
             platform: std::sync::OnceLock::new(),
             consoles,
+            console_tasks: tokio_util::task::TaskTracker::new(),
             framing: crate::framing::FrameProbe::new(),
         })))
     }
@@ -296,6 +299,7 @@ pub async fn run_with(state: ApiState, listeners: Vec<TcpListener>) -> anyhow::R
     } else {
         None
     };
+    let consoles = state.console_tasks.clone();
     let app = router_with(state);
     let mut tasks = Vec::new();
     for l in listeners {
@@ -315,6 +319,10 @@ pub async fn run_with(state: ApiState, listeners: Vec<TcpListener>) -> anyhow::R
     for t in tasks {
         t.await??;
     }
+    // Upgraded websockets outlive their HTTP connections: give open consoles a moment to
+    // tell their clients that the appliance is shutting down (they watch the same token).
+    consoles.close();
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(3), consoles.wait()).await;
     Ok(())
 }
 

@@ -104,9 +104,11 @@ pub async fn open(
     let frame_cap = cfg.console_max_input_bytes.saturating_mul(2).max(64 * 1024);
     let slot = api.consoles.acquire(&p.user.id);
     let api2 = api.clone();
+    let running = api.console_tasks.token();
     ws.max_message_size(frame_cap)
         .max_frame_size(frame_cap)
         .on_upgrade(move |socket| async move {
+            let _running = running;
             let s = Session {
                 api: api2,
                 who: p,
