@@ -2,7 +2,8 @@
 //! on ephemeral loopback ports), a deployed app, and a real websocket client over TLS that
 //! trusts only the appliance CA. Checks: a shell answers `echo hello-<random>`, a resize
 //! reaches the pty (`stty size`), bad control frames get an `error` frame, another user is
-//! refused (404), cookie sessions need the CSRF value, the per-user limit closes with 1013,
+//! refused (404), cookie sessions need the CSRF value and API tokens the write scope, the
+//! per-user limit closes with 1013,
 //! an oversized input frame closes with 1009, deleting the app ends an open session with
 //! its reason, and every session is in the audit log with byte counts.
 
@@ -12,7 +13,7 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{Proc, bin, free_port, free_udp_tcp_port};
+use common::{Proc, bin, free_port, free_udp_tcp_port, write_api_only_config};
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio_tungstenite::WebSocketStream;
@@ -127,7 +128,11 @@ async fn start_demo() -> Demo {
 
 /// Read frames until the collected output satisfies `done`; returns the output, the text
 /// frames and the close frame (if the server closed).
-async fn read_until(ws: &mut Ws, secs: u64, done: impl Fn(&str) -> bool) -> (String, Vec<Value>, Option<(u16, String)>) {
+async fn read_until<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
+    ws: &mut WebSocketStream<S>,
+    secs: u64,
+    done: impl Fn(&str) -> bool,
+) -> (String, Vec<Value>, Option<(u16, String)>) {
     let mut out = Vec::new();
     let mut texts = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(secs);
@@ -289,6 +294,23 @@ async fn console_over_a_real_websocket() {
     let (prompt, _, closed) = read_until(&mut ws, 15, |o| o.contains("# ") || o.contains("$ ")).await;
     assert!(closed.is_none(), "{closed:?} {prompt}");
 
+    // API tokens: a read-only token is refused, a token with the write scope opens.
+    let mut api_tokens = Vec::new();
+    for scopes in [json!(["read"]), json!(["read", "write"])] {
+        let (s, t) = d
+            .call(M::POST, "/tokens", &bob, Some(json!({"name": "console-test", "scopes": scopes})))
+            .await;
+        assert_eq!(s, 201, "{t}");
+        api_tokens.push(t["token"].as_str().unwrap().to_string());
+    }
+    let e = d.ws_bearer(&id, &api_tokens[0]).await.expect_err("read-only token");
+    assert_eq!(http_status(&e), Some(403), "{e}");
+    let mut tws = d.ws_bearer(&id, &api_tokens[1]).await.expect("write token opens");
+    let (o, _, closed) = read_until(&mut tws, 15, |o| o.contains("# ") || o.contains("$ ")).await;
+    assert!(closed.is_none(), "{closed:?} {o}");
+    tws.close(None).await.unwrap();
+    let _ = read_until(&mut tws, 5, |_| false).await;
+
     // 6. An input frame over the limit (64 KiB) ends the session with 1009 and a reason.
     ws.send(Message::Binary(vec![b'x'; 64 * 1024 + 1].into())).await.unwrap();
     let (_, texts, closed) = read_until(&mut ws, 10, |_| false).await;
@@ -388,4 +410,102 @@ async fn console_over_a_real_websocket() {
     let (_, texts, closed) = read_until(&mut ws, 20, |_| false).await;
     let (code, reason) = closed.expect("closed by the shutdown");
     assert_eq!((code, reason.as_str()), (1001, "The appliance is shutting down."), "{texts:?}");
+}
+
+/// `api.console_idle_secs` ends a quiet session with its reason (daemon from a config file,
+/// plain HTTP on loopback, the simulator in-process).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_console_is_closed_with_its_reason() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = tempfile::tempdir().unwrap();
+    let sim = proximity::sim::start(proximity::sim::SimConfig::new(&dir.path().join("sim")))
+        .await
+        .expect("simulator");
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    {
+        let store = proximity::store::Store::open(&data.join("proximity.redb")).unwrap();
+        let secrets = proximity::secrets::SecretBox::open_or_create(&data.join("secret.key")).unwrap();
+        let key = proximity::pve::ssh::SshKey::load_or_create(&store, &secrets).unwrap();
+        sim.authorize_ssh_key(&key.public_openssh()).unwrap();
+    }
+    let port = free_port();
+    let cfg = write_api_only_config(dir.path(), port);
+    let mut text = std::fs::read_to_string(&cfg).unwrap();
+    assert!(text.trim_end().ends_with(']'), "[api] is the last table: {text}");
+    text.push_str("console_idle_secs = 10\n");
+    text.push_str(&format!(
+        "[[pve_hosts]]\nname = \"sim\"\nurl = \"https://{}\"\ntoken_id = \"{}\"\ntoken_secret = \"{}\"\nfingerprint = \"{}\"\nssh = \"{}\"\nssh_user = \"root\"\n",
+        sim.api_addr, sim.token_id, sim.token_secret, sim.fingerprint, sim.ssh_addr
+    ));
+    std::fs::write(&cfg, text).unwrap();
+    let mut p = Proc::spawn({
+        let mut c = Command::new(bin());
+        c.args(["serve", "--config"]).arg(&cfg);
+        c
+    });
+    p.wait_ready();
+    let base = format!("http://127.0.0.1:{port}/api/v1");
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
+    let r: Value = http
+        .post(format!("{base}/auth/setup"))
+        .json(&json!({"username": "admin", "password": "admin-password-1"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let tok = r["access_token"].as_str().unwrap().to_string();
+    let call = |m: reqwest::Method, path: String, body: Option<Value>| {
+        let mut rb = http.request(m, format!("{base}{path}")).bearer_auth(&tok);
+        if let Some(b) = body {
+            rb = rb.json(&b);
+        }
+        async move {
+            let r = rb.send().await.unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let (s, b) = call(reqwest::Method::POST, "/hosts/sim/sync".into(), None).await;
+    assert_eq!(s, 200, "{b}");
+    let (s, app) = call(
+        reqwest::Method::POST,
+        "/apps".into(),
+        Some(json!({"catalog_id": "whoami", "hostname": "idle"})),
+    )
+    .await;
+    assert_eq!(s, 202, "{app}");
+    let id = app["id"].as_str().unwrap().to_string();
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let (_, a) = call(reqwest::Method::GET, format!("/apps/{id}"), None).await;
+        if a["status"] == "running" {
+            break;
+        }
+        assert!(a["status"] != "error" && Instant::now() < deadline, "{a}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let mut req = format!("ws://127.0.0.1:{port}/api/v1/apps/{id}/console?cols=80&rows=24")
+        .into_client_request()
+        .unwrap();
+    req.headers_mut().insert("authorization", format!("Bearer {tok}").parse().unwrap());
+    let (mut ws, _) = tokio_tungstenite::connect_async(req).await.expect("console opens");
+    let (o, _, closed) = read_until(&mut ws, 15, |o| o.contains("# ") || o.contains("$ ")).await;
+    assert!(closed.is_none(), "{closed:?} {o}");
+    // Activity keeps it open past the timeout...
+    let opened = Instant::now();
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        ws.send(Message::Binary(b"\n".to_vec().into())).await.unwrap();
+    }
+    // ...then silence closes it after ~10 s.
+    let quiet = Instant::now();
+    let (_, texts, closed) = read_until(&mut ws, 30, |_| false).await;
+    let (code, reason) = closed.expect("closed when idle");
+    assert!(opened.elapsed() > Duration::from_secs(20), "closed while active");
+    assert!(quiet.elapsed() >= Duration::from_secs(9), "{:?}", quiet.elapsed());
+    assert_eq!((code, reason.as_str()), (1008, "Idle timeout: no activity for 10 s."), "{texts:?}");
+    drop(p);
+    sim.shutdown().await;
 }

@@ -131,6 +131,7 @@ impl EndReason {
             EndReason::ShellExited(Some(0)) | EndReason::ShellExited(None) => "The shell exited.".into(),
             EndReason::ShellExited(Some(s)) => format!("The shell exited with status {s}."),
             EndReason::ClientClosed => "The console was closed.".into(),
+            EndReason::Idle { secs } if *secs < 120 => format!("Idle timeout: no activity for {secs} s."),
             EndReason::Idle { secs } => format!("Idle timeout: no activity for {} min.", secs.div_ceil(60)),
             EndReason::AppDeleted => "The app was deleted.".into(),
             EndReason::AppStopped => "The app is not running.".into(),
@@ -268,6 +269,7 @@ mod tests {
         assert_eq!(EndReason::ShellExited(Some(0)).close_code(), 1000);
         assert_eq!(EndReason::InputTooLarge { max: 10 }.close_code(), 1009);
         assert!(EndReason::Idle { secs: 900 }.message().contains("15 min"));
+        assert!(EndReason::Idle { secs: 10 }.message().contains("10 s"));
         assert!(!EndReason::Failed("x".into()).is_success());
         assert!(EndReason::AppDeleted.is_success());
         let long = EndReason::Failed("é".repeat(200));
