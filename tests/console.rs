@@ -418,7 +418,7 @@ async fn console_over_a_real_websocket() {
 async fn idle_console_is_closed_with_its_reason() {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let dir = tempfile::tempdir().unwrap();
-    let sim = proximity::sim::start(proximity::sim::SimConfig::new(&dir.path().join("sim")))
+    let sim = proximity::sim::start(proximity::sim::SimConfig::new(dir.path().join("sim")))
         .await
         .expect("simulator");
     let data = dir.path().join("data");
