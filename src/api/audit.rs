@@ -39,6 +39,11 @@ pub struct AuditEntry {
     pub status: u16,
     /// Source IP.
     pub source_ip: String,
+    /// Facts of a long-lived action, e.g. a console session's start, end and byte counts
+    /// (never its contents). Absent in records written before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub details: Option<serde_json::Value>,
 }
 
 /// Extra audit facts a handler attaches to its response (e.g. the user name on login).
@@ -69,24 +74,83 @@ impl AuditNote {
 
 /// Record one call (errors are logged, never fail the request).
 pub fn record_call(api: &ApiState, action: &str, path: &str, who: Option<&Principal>, note: AuditNote, status: StatusCode, ip: &str) {
+    let target = note.target.unwrap_or_else(|| path.to_string());
+    let actor = who
+        .map(|p| p.user.username.clone())
+        .or(note.actor.map(|a| a.chars().take(64).collect()));
+    record(api, action, &target, actor, who.map(|p| p.user.id.clone()), status, ip, None);
+}
+
+/// Record an action with details (e.g. the start of a console session); returns the
+/// record's id for [`update_details`].
+pub fn record_details(
+    api: &ApiState,
+    action: &str,
+    target: &str,
+    who: &Principal,
+    status: StatusCode,
+    ip: &str,
+    details: serde_json::Value,
+) -> String {
+    record(
+        api,
+        action,
+        target,
+        Some(who.user.username.clone()),
+        Some(who.user.id.clone()),
+        status,
+        ip,
+        Some(details),
+    )
+}
+
+/// Rewrite the result and details of record `id` (e.g. when a console session ends).
+pub fn update_details(api: &ApiState, id: &str, status: StatusCode, success: bool, details: serde_json::Value) {
+    let r = api.ctx.store.write_eventual(|tx| {
+        if let Some(mut e) = tx.get(AUDIT, id)? {
+            e.status = status.as_u16();
+            e.result = if success { "success" } else { "failure" }.into();
+            e.details = Some(details.clone());
+            tracing::info!(
+                target: "audit",
+                actor = %e.actor, action = %e.action, target = %e.target,
+                result = %e.result, details = %details, "audit update"
+            );
+            tx.put(AUDIT, id, &e)?;
+        }
+        Ok::<(), crate::store::StoreError>(())
+    });
+    if let Err(e) = r {
+        tracing::error!(error = %e, "cannot update the audit record");
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn record(
+    api: &ApiState,
+    action: &str,
+    target: &str,
+    actor: Option<String>,
+    actor_id: Option<String>,
+    status: StatusCode,
+    ip: &str,
+    details: Option<serde_json::Value>,
+) -> String {
     let now = time::OffsetDateTime::now_utc();
     let nanos = now.unix_timestamp_nanos();
     let id = format!("{nanos:020}-{}", hex::encode(rand::random::<[u8; 3]>()));
-    let target = note.target.unwrap_or_else(|| path.to_string());
     let entry = AuditEntry {
         id: id.clone(),
         time: now.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
         ts: now.unix_timestamp(),
-        actor: who
-            .map(|p| p.user.username.clone())
-            .or(note.actor.map(|a| a.chars().take(64).collect()))
-            .unwrap_or_else(|| "-".into()),
-        actor_id: who.map(|p| p.user.id.clone()),
+        actor: actor.unwrap_or_else(|| "-".into()),
+        actor_id,
         action: action.to_string(),
         target: target.chars().take(256).collect(),
         result: if status.is_success() { "success" } else { "failure" }.into(),
         status: status.as_u16(),
         source_ip: ip.to_string(),
+        details,
     };
     tracing::info!(
         target: "audit",
@@ -96,6 +160,7 @@ pub fn record_call(api: &ApiState, action: &str, path: &str, who: Option<&Princi
     if let Err(e) = api.ctx.store.write_eventual(|tx| tx.put(AUDIT, &id, &entry)) {
         tracing::error!(error = %e, "cannot write the audit record");
     }
+    id
 }
 
 /// Filters of `GET /api/v1/audit`.
@@ -251,6 +316,7 @@ mod tests {
             result: if ok { "success" } else { "failure" }.into(),
             status: 200,
             source_ip: "127.0.0.1".into(),
+            details: None,
         }
     }
 
@@ -275,5 +341,13 @@ mod tests {
         assert!(!matches(&e("al", "x", 15, false), &q));
         assert!(paging(Some(0), None, 10, 5).is_err());
         assert_eq!(paging(None, None, 10, 5).unwrap(), (1, 5));
+    }
+
+    #[test]
+    fn records_without_details_still_decode() {
+        let old = r#"{"id":"1","time":"","ts":1,"actor":"a","actor_id":null,"action":"app.deploy","target":"x","result":"success","status":202,"source_ip":"::1"}"#;
+        let e: AuditEntry = serde_json::from_str(old).unwrap();
+        assert!(e.details.is_none());
+        assert!(!serde_json::to_string(&e).unwrap().contains("details"));
     }
 }

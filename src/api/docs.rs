@@ -8,7 +8,7 @@ use axum::response::{Html, IntoResponse, Response};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::handlers::{apps, auth, backups, catalog, hosts, jobs, network, settings, system, tokens, users};
+use super::handlers::{apps, auth, backups, catalog, console, hosts, jobs, network, settings, system, tokens, users};
 
 /// The API description.
 #[derive(OpenApi)]
@@ -22,7 +22,7 @@ problem documents. Long operations answer 202 with `Location: /api/v1/jobs/{id}`
         users::list, users::create, users::get_one, users::update, users::remove,
         tokens::list, tokens::create, tokens::revoke,
         apps::list, apps::deploy, apps::discover, apps::adopt, apps::get_one, apps::remove, apps::action, apps::clone_app,
-        apps::update, apps::logs, apps::metrics, apps::exec,
+        apps::update, apps::logs, apps::metrics, apps::exec, console::open,
         backups::list, backups::create, backups::stats, backups::get_one, backups::remove, backups::restore,
         catalog::list, catalog::categories, catalog::search, catalog::reload, catalog::get_one,
         hosts::list, hosts::create, hosts::get_one, hosts::update, hosts::remove, hosts::test, hosts::sync, hosts::nodes,

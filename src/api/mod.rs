@@ -50,6 +50,12 @@ pub struct Inner {
     pub hosts: crate::pve::Hosts,
     /// The app platform (deploy, actions, backups...), set by whoever wires it.
     pub platform: std::sync::OnceLock<crate::platform::Platform>,
+    /// Open web consoles against `api.console_max_*`.
+    pub consoles: crate::console::ConsoleSlots,
+    /// Running console sessions, so shutdown lets them send their close frames.
+    pub console_tasks: tokio_util::task::TaskTracker,
+    /// Cached "may this app be framed" probes (`frameable` of the app view).
+    pub framing: crate::framing::FrameProbe,
 }
 
 impl std::ops::Deref for ApiState {
@@ -92,6 +98,7 @@ impl ApiState {
         let api = &ctx.config.api;
         let tokens = TokenService::load(&ctx.store, &ctx.secrets, api.access_token_secs, api.refresh_token_secs)?;
         let secure_cookies = api.tls;
+        let consoles = crate::console::ConsoleSlots::new(api.console_max_per_user, api.console_max_total);
         let ca = match crate::tls::CertAuthority::for_context(&ctx) {
             Ok(ca) => Some(ca),
             Err(e) => {
@@ -109,6 +116,9 @@ impl ApiState {
             catalog,
             hosts,
             platform: std::sync::OnceLock::new(),
+            consoles,
+            console_tasks: tokio_util::task::TaskTracker::new(),
+            framing: crate::framing::FrameProbe::new(),
         })))
     }
 
@@ -184,6 +194,7 @@ pub fn api_routes() -> Vec<(&'static str, &'static str, MethodRouter<ApiState>)>
         ("GET", "/api/v1/apps/{id}/logs", get(apps::logs)),
         ("GET", "/api/v1/apps/{id}/metrics", get(apps::metrics)),
         ("POST", "/api/v1/apps/{id}/exec", post(apps::exec)),
+        ("GET", "/api/v1/apps/{id}/console", get(console::open)),
         ("GET", "/api/v1/apps/{id}/backups", get(backups::list)),
         ("POST", "/api/v1/apps/{id}/backups", post(backups::create)),
         ("GET", "/api/v1/apps/{id}/backups/stats", get(backups::stats)),
@@ -288,6 +299,7 @@ pub async fn run_with(state: ApiState, listeners: Vec<TcpListener>) -> anyhow::R
     } else {
         None
     };
+    let consoles = state.console_tasks.clone();
     let app = router_with(state);
     let mut tasks = Vec::new();
     for l in listeners {
@@ -307,6 +319,10 @@ pub async fn run_with(state: ApiState, listeners: Vec<TcpListener>) -> anyhow::R
     for t in tasks {
         t.await??;
     }
+    // Upgraded websockets outlive their HTTP connections: give open consoles a moment to
+    // tell their clients that the appliance is shutting down (they watch the same token).
+    consoles.close();
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(3), consoles.wait()).await;
     Ok(())
 }
 

@@ -86,6 +86,9 @@ pub const ROUTES: &[RouteSpec] = &[
     r("GET", "/api/v1/apps/{id}/logs", User, "app.logs"),
     r("GET", "/api/v1/apps/{id}/metrics", User, "app.metrics"),
     r("POST", "/api/v1/apps/{id}/exec", User, "app.exec"),
+    // websocket; the handler also requires the CSRF value (cookies) or write scope (API
+    // tokens), as for state-changing calls, and audits the session itself
+    r("GET", "/api/v1/apps/{id}/console", User, "app.console"),
     r("GET", "/api/v1/apps/{id}/backups", User, "backup.list"),
     r("POST", "/api/v1/apps/{id}/backups", User, "backup.create"),
     r("GET", "/api/v1/apps/{id}/backups/stats", User, "backup.stats"),

@@ -146,6 +146,14 @@ pub struct ApiConfig {
     pub max_body_bytes: usize,
     /// Console idle timeout, seconds.
     pub console_idle_secs: u64,
+    /// Consoles per user.
+    pub console_max_per_user: usize,
+    /// Consoles in total.
+    pub console_max_total: usize,
+    /// Console output rate, bytes per second.
+    pub console_output_bytes_per_sec: u64,
+    /// Largest console input frame, bytes.
+    pub console_max_input_bytes: usize,
 }
 
 /// Validated `[jobs]`.
@@ -418,6 +426,21 @@ impl Config {
         if w.api.refresh_token_secs < w.api.access_token_secs {
             c.bad("api.refresh_token_secs", "must be at least api.access_token_secs".into());
         }
+        if w.api.console_idle_secs < 10 || w.api.console_idle_secs > 86_400 {
+            c.bad("api.console_idle_secs", "must be between 10 and 86400".into());
+        }
+        if w.api.console_max_per_user > 1_000 {
+            c.bad("api.console_max_per_user", "must be between 0 (consoles off) and 1000".into());
+        }
+        if w.api.console_max_total > 10_000 {
+            c.bad("api.console_max_total", "must be between 0 (consoles off) and 10000".into());
+        }
+        if w.api.console_output_bytes_per_sec < 1024 || w.api.console_output_bytes_per_sec > 1 << 30 {
+            c.bad("api.console_output_bytes_per_sec", "must be between 1024 and 1073741824".into());
+        }
+        if w.api.console_max_input_bytes < 16 || w.api.console_max_input_bytes > 16 << 20 {
+            c.bad("api.console_max_input_bytes", "must be between 16 and 16777216".into());
+        }
         if w.jobs.workers == 0 || w.jobs.workers > 256 {
             c.bad("jobs.workers", "must be between 1 and 256".into());
         }
@@ -530,6 +553,10 @@ impl Config {
                 refresh_token_secs: w.api.refresh_token_secs,
                 max_body_bytes: w.api.max_body_bytes,
                 console_idle_secs: w.api.console_idle_secs,
+                console_max_per_user: w.api.console_max_per_user,
+                console_max_total: w.api.console_max_total,
+                console_output_bytes_per_sec: w.api.console_output_bytes_per_sec,
+                console_max_input_bytes: w.api.console_max_input_bytes,
             },
             jobs: JobsConfig {
                 workers: w.jobs.workers,

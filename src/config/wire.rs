@@ -212,6 +212,14 @@ pub struct ApiWire {
     pub max_body_bytes: usize,
     /// Idle timeout of web console sessions, in seconds.
     pub console_idle_secs: u64,
+    /// Web consoles one user may have open at once.
+    pub console_max_per_user: usize,
+    /// Web consoles open at once in total.
+    pub console_max_total: usize,
+    /// Terminal output sent to one console, bytes per second (token bucket, 1 s burst).
+    pub console_output_bytes_per_sec: u64,
+    /// Largest input frame a console accepts, bytes.
+    pub console_max_input_bytes: usize,
 }
 
 impl Default for ApiWire {
@@ -223,6 +231,10 @@ impl Default for ApiWire {
             refresh_token_secs: 7 * 24 * 3600,
             max_body_bytes: 1024 * 1024,
             console_idle_secs: 900,
+            console_max_per_user: 4,
+            console_max_total: 32,
+            console_output_bytes_per_sec: 1024 * 1024,
+            console_max_input_bytes: 64 * 1024,
         }
     }
 }

@@ -720,6 +720,14 @@ impl Platform {
             Ok::<(), PlatformError>(())
         })?;
         self.refresh_plan();
+        if let Some(s) = busy_status(kind) {
+            // Watchers (e.g. open web consoles, which end when a delete starts) learn of the
+            // busy status now, not when the first step changes it.
+            self.inner
+                .ctx
+                .events
+                .publish("app.status", &app.id, serde_json::json!({"status": s, "error": null}));
+        }
         Ok(job)
     }
 

@@ -1,4 +1,5 @@
-//! SSH execution on Proxmox nodes (russh): `pct exec`, `pct push`, `pct set --features`.
+//! SSH execution on Proxmox nodes (russh): `pct exec`, `pct push`, `pct set --features`, and
+//! interactive `pct enter` on a pty for the web console ([`SshExec::open_pty`]).
 //!
 //! - Client key: one ed25519 key generated on first use and stored sealed (SecretBox) in
 //!   redb ([`SshKey::load_or_create`]); its public line is what the installer authorizes.
@@ -466,9 +467,110 @@ impl SshExec {
         require_ok(&argv, out).map(|_| ())
     }
 
+    /// Run argv (quoted) on a pseudo-terminal of `cols`×`rows` (e.g. `pct enter <vmid>`),
+    /// for an interactive session. The session owns this connection.
+    pub async fn open_pty<S: AsRef<str>>(self, argv: &[S], cols: u32, rows: u32) -> Result<PtySession, Error> {
+        let cmd = command_line(argv)?;
+        let ssh_err = |message: String| Error::Ssh {
+            endpoint: self.endpoint.clone(),
+            message,
+        };
+        let open = async {
+            let channel = self
+                .handle
+                .channel_open_session()
+                .await
+                .map_err(|e| ssh_err(format!("cannot open a channel: {e}")))?;
+            channel
+                .request_pty(false, "xterm-256color", cols, rows, 0, 0, &[])
+                .await
+                .map_err(|e| ssh_err(format!("pty request failed: {e}")))?;
+            channel
+                .exec(true, cmd.as_bytes())
+                .await
+                .map_err(|e| ssh_err(format!("exec failed: {e}")))?;
+            Ok::<_, Error>(channel)
+        };
+        let channel = tokio::time::timeout(Duration::from_secs(15), open)
+            .await
+            .map_err(|_| ssh_err("timed out opening the terminal".into()))??;
+        tracing::debug!(endpoint = %self.endpoint, argv0 = argv[0].as_ref(), cols, rows, "SSH pty session opened");
+        Ok(PtySession {
+            channel,
+            exit: None,
+            ssh: self,
+        })
+    }
+
     /// Close the session.
     pub async fn close(self) {
         let _ = self.handle.disconnect(russh::Disconnect::ByApplication, "", "en").await;
+    }
+}
+
+/// What an interactive session produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PtyEvent {
+    /// Terminal output (stdout and stderr share the pty).
+    Output(bytes::Bytes),
+    /// The command ended (exit status when the server reported one).
+    Closed(Option<u32>),
+}
+
+/// A command running on a remote pseudo-terminal ([`SshExec::open_pty`]).
+pub struct PtySession {
+    channel: russh::Channel<russh::client::Msg>,
+    exit: Option<u32>,
+    ssh: SshExec,
+}
+
+impl std::fmt::Debug for PtySession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PtySession")
+            .field("endpoint", &self.ssh.endpoint)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PtySession {
+    /// The next output or the end. Cancel-safe (a dropped call loses no message).
+    pub async fn next(&mut self) -> PtyEvent {
+        loop {
+            match self.channel.wait().await {
+                Some(ChannelMsg::Data { data }) => return PtyEvent::Output(bytes::Bytes::copy_from_slice(&data)),
+                Some(ChannelMsg::ExtendedData { data, .. }) => return PtyEvent::Output(bytes::Bytes::copy_from_slice(&data)),
+                Some(ChannelMsg::ExitStatus { exit_status }) => self.exit = Some(exit_status),
+                Some(ChannelMsg::ExitSignal { .. }) => self.exit = Some(128 + 9),
+                Some(ChannelMsg::Close) | None => return PtyEvent::Closed(self.exit),
+                Some(_) => {}
+            }
+        }
+    }
+
+    /// Send input bytes (keystrokes).
+    pub async fn write(&self, data: &[u8]) -> Result<(), Error> {
+        self.channel
+            .data_bytes(bytes::Bytes::copy_from_slice(data))
+            .await
+            .map_err(|e| Error::Ssh {
+                endpoint: self.ssh.endpoint.clone(),
+                message: format!("sending input failed: {e}"),
+            })
+    }
+
+    /// Tell the remote side the terminal size changed.
+    pub async fn resize(&self, cols: u32, rows: u32) -> Result<(), Error> {
+        self.channel.window_change(cols, rows, 0, 0).await.map_err(|e| Error::Ssh {
+            endpoint: self.ssh.endpoint.clone(),
+            message: format!("window change failed: {e}"),
+        })
+    }
+
+    /// End the session: EOF and close the channel, then disconnect.
+    pub async fn close(self) {
+        let _ = self.channel.eof().await;
+        let _ = self.channel.close().await;
+        self.ssh.close().await;
     }
 }
 

@@ -70,9 +70,9 @@ async function startBackend() {
   if (process.env.PROXIMITY_BIN && !process.env.E2E_MOCK) {
     const bin = resolve(process.env.PROXIMITY_BIN);
     if (!existsSync(bin)) throw new Error(`PROXIMITY_BIN ${bin} does not exist`);
-    const [api, dns, http, https, sim] = await Promise.all([freePort(), freePort(), freePort(), freePort(), freePort()]);
+    const [api, dns, http, https, sim, simSsh] = await Promise.all([freePort(), freePort(), freePort(), freePort(), freePort(), freePort()]);
     const argv = ['demo', '--data-dir', join(tmp, 'data'), '--admin-password', ADMIN_PW, '--api-listen', `127.0.0.1:${api}`, '--dns-listen', `127.0.0.1:${dns}`,
-      '--http-listen', `127.0.0.1:${http}`, '--https-listen', `127.0.0.1:${https}`, '--sim-listen', `127.0.0.1:${sim}`];
+      '--http-listen', `127.0.0.1:${http}`, '--https-listen', `127.0.0.1:${https}`, '--sim-listen', `127.0.0.1:${sim}`, '--sim-ssh-listen', `127.0.0.1:${simSsh}`];
     console.log(`starting ${bin} ${argv.join(' ')}`);
     const out = await startUntilReady(bin, argv, 120_000);
     // DESIGN §10: the UI is https; follow what the demo prints if it says otherwise.

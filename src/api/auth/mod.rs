@@ -166,6 +166,27 @@ pub fn authenticate(api: &ApiState, headers: &HeaderMap, unsafe_method: bool) ->
     Ok(None)
 }
 
+/// Checks a `GET` that changes state the way [`guard`] checks unsafe methods, for
+/// websocket upgrades (browsers cannot set headers on them): cookie sessions must repeat
+/// the CSRF cookie in `csrf` (query parameter), API tokens need the `write` scope.
+pub fn require_write_access(api: &ApiState, headers: &HeaderMap, p: &Principal, csrf: Option<&str>) -> Result<(), ApiError> {
+    match &p.via {
+        Via::Bearer => Ok(()),
+        Via::Cookie => {
+            let sent = csrf.unwrap_or("");
+            let expected = cookie(headers, CSRF_COOKIE).unwrap_or("");
+            if sent.is_empty() || expected.is_empty() || !ct_eq(sent, expected) {
+                return Err(ApiError::forbidden(
+                    "missing or wrong CSRF token: repeat the `proximity_csrf` cookie's value in the `csrf` query parameter",
+                ));
+            }
+            Ok(())
+        }
+        // Re-check the token as for an unsafe method: refuses a read-only token.
+        Via::ApiToken(_) => authenticate(api, headers, true).map(|_| ()),
+    }
+}
+
 /// Route guard: permission from the route table, authentication, and the audit record of
 /// every state-changing call. Installed with `route_layer`, so the route is known.
 pub async fn guard(State(api): State<ApiState>, mut req: Request, next: Next) -> Response {

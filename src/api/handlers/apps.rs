@@ -82,6 +82,10 @@ pub struct AppView {
     pub job_id: Option<String>,
     /// Adopted rather than deployed.
     pub adopted: bool,
+    /// Whether the running app lets the web UI show it in a frame (its `X-Frame-Options` /
+    /// CSP `frame-ancestors`, probed through its proxy route and cached ~5 min); `null` when
+    /// unknown (not running, no web port, not probed yet or no answer).
+    pub frameable: Option<bool>,
     /// Created (RFC 3339).
     pub created_at: String,
     /// Updated (RFC 3339).
@@ -126,9 +130,49 @@ pub fn view(a: &App, domain: &str) -> AppView {
         error: a.error.clone(),
         job_id: a.job_id.clone(),
         adopted: a.adopted,
+        frameable: None,
         created_at: rfc3339(a.created_at),
         updated_at: rfc3339(a.updated_at),
     }
+}
+
+/// The origin the caller reached the UI at (`Host`, or the HTTP/2 authority).
+pub fn ui_origin(api: &ApiState, headers: &axum::http::HeaderMap, uri: &axum::http::Uri) -> Option<crate::framing::Origin> {
+    let scheme = if api.ctx.config.api.tls { "https" } else { "http" };
+    let host = headers
+        .get(axum::http::header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+        .or_else(|| uri.authority().map(|a| a.to_string()))?;
+    crate::framing::Origin::from_host_header(scheme, &host)
+}
+
+/// `frameable` of app `a` for a UI at `parent`: from the cache only (`probe = false`, for
+/// lists), or probing the app when the cache is stale (bounded by
+/// [`crate::framing::PROBE_TIMEOUT`]).
+pub async fn frameable(api: &ApiState, a: &App, parent: Option<&crate::framing::Origin>, probe: bool) -> Option<bool> {
+    use crate::framing::{Origin, Target, evaluate};
+    if a.status != registry::AppStatus::Running {
+        return None;
+    }
+    let parent = parent?;
+    let port = a.web_port?;
+    let host = format!("{}.{}", a.hostname, api.ctx.config.network.domain);
+    let target = Target {
+        upstream: std::net::SocketAddr::from((a.upstream(), port)),
+        host: host.clone(),
+    };
+    let headers = if probe {
+        api.framing.headers(&a.id, &target).await
+    } else {
+        api.framing.cached(&a.id, &target).flatten()
+    }?;
+    let app_origin = Origin {
+        scheme: "https".into(),
+        host,
+        port: 443,
+    };
+    Some(evaluate(&headers, parent, &app_origin))
 }
 
 /// The app `id` if the caller may see it; 404 otherwise (no existence leak).
@@ -215,7 +259,13 @@ const STATUSES: &[&str] = &[
 /// The caller's apps (admins: all), filtered and paged, sorted by host name.
 #[utoipa::path(get, path = "/api/v1/apps", operation_id = "app.list", tag = "apps", params(AppListQuery),
     responses((status = 200, body = AppPage), (status = 401, body = Problem), (status = 422, body = Problem)))]
-pub async fn list(State(api): State<ApiState>, p: Principal, Query(q): Query<AppListQuery>) -> ApiResult<Json<AppPage>> {
+pub async fn list(
+    State(api): State<ApiState>,
+    p: Principal,
+    headers: axum::http::HeaderMap,
+    uri: axum::http::Uri,
+    Query(q): Query<AppListQuery>,
+) -> ApiResult<Json<AppPage>> {
     let mut errs = FieldErrors::default();
     let page = crate::api::num_param::<u32>(&mut errs, "page", q.page.as_deref());
     let per_page = crate::api::num_param::<u32>(&mut errs, "per_page", q.per_page.as_deref());
@@ -240,12 +290,18 @@ pub async fn list(State(api): State<ApiState>, p: Principal, Query(q): Query<App
     apps.sort_by(|a, b| a.hostname.cmp(&b.hostname));
     let total = apps.len();
     let domain = &api.ctx.config.network.domain;
-    let items = apps
+    let origin = ui_origin(&api, &headers, &uri);
+    let mut items = Vec::new();
+    for a in apps
         .iter()
         .skip(((page as usize) - 1).saturating_mul(per_page as usize))
         .take(per_page as usize)
-        .map(|a| view(a, domain))
-        .collect();
+    {
+        let mut v = view(a, domain);
+        // Never network I/O on a list: only what GET /apps/{id} already probed.
+        v.frameable = frameable(&api, a, origin.as_ref(), false).await;
+        items.push(v);
+    }
     Ok(Json(AppPage {
         items,
         total,
@@ -376,9 +432,17 @@ pub async fn deploy(State(api): State<ApiState>, p: Principal, ApiJson(req): Api
 /// One app.
 #[utoipa::path(get, path = "/api/v1/apps/{id}", operation_id = "app.get", tag = "apps", params(("id" = String, Path, description = "app id")),
     responses((status = 200, body = AppView), (status = 401, body = Problem), (status = 404, body = Problem)))]
-pub async fn get_one(State(api): State<ApiState>, p: Principal, Path(id): Path<String>) -> ApiResult<Json<AppView>> {
+pub async fn get_one(
+    State(api): State<ApiState>,
+    p: Principal,
+    headers: axum::http::HeaderMap,
+    uri: axum::http::Uri,
+    Path(id): Path<String>,
+) -> ApiResult<Json<AppView>> {
     let a = visible_app(&api, &p, &id)?;
-    Ok(Json(view(&a, &api.ctx.config.network.domain)))
+    let mut v = view(&a, &api.ctx.config.network.domain);
+    v.frameable = frameable(&api, &a, ui_origin(&api, &headers, &uri).as_ref(), true).await;
+    Ok(Json(v))
 }
 
 /// Start, stop or restart.

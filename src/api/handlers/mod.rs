@@ -4,6 +4,7 @@ pub mod apps;
 pub mod auth;
 pub mod backups;
 pub mod catalog;
+pub mod console;
 pub mod hosts;
 pub mod jobs;
 pub mod network;
