@@ -1,6 +1,6 @@
 //! Soak: a bounded mixed load on the real daemon (`proximity serve` + the in-process
 //! simulator) for `SOAK_SECS` seconds (default 20, the `make test` smoke; `make soak` runs
-//! 600): DNS queries over UDP, HTTP through the reverse proxy (the management route), and
+//! 600): DNS queries over UDP, HTTPS through the reverse proxy (the management route), and
 //! API list/deploy/delete loops against the simulator. The daemon's RSS and open file
 //! descriptors are sampled every `SOAK_SAMPLE_SECS` (default 2) into
 //! `target/reliability/soak.jsonl`, closed by a summary line with the start/end values and
@@ -101,20 +101,24 @@ async fn soak_mixed_load_rss_and_fds() {
         })
     };
 
-    // Proxied HTTP: the management route through the proxy.
+    // Proxied HTTPS: the management route through the proxy (SNI proximity.prox.local, the
+    // appliance CA's certificate; the name resolves to loopback for this client only).
     let http = {
-        let (c, e, port) = (counts.clone(), errors_seen.clone(), env.ports.http);
+        let (c, e, port) = (counts.clone(), errors_seen.clone(), env.ports.https);
         tokio::spawn(async move {
-            let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
+            let client = reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .danger_accept_invalid_certs(true)
+                .resolve("proximity.prox.local", std::net::SocketAddr::from(([127, 0, 0, 1], port)))
+                .build()
+                .unwrap();
             while Instant::now() < end {
                 let r = client
-                    .get(format!("http://127.0.0.1:{port}/api/v1/system/health"))
-                    .header("host", "proximity.prox.local")
+                    .get(format!("https://proximity.prox.local:{port}/api/v1/system/health"))
                     .send()
                     .await;
                 match r {
-                    // Plain HTTP to the management name may redirect to HTTPS: both are answers.
-                    Ok(r) if r.status().is_success() || r.status().is_redirection() => {
+                    Ok(r) if r.status().is_success() => {
                         c.http.fetch_add(1, Ordering::Relaxed);
                     }
                     Ok(r) => fail(&c, &e, format!("proxy: {}", r.status())),
