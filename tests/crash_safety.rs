@@ -13,6 +13,7 @@ mod rel_support;
 use std::time::{Duration, Instant};
 
 use proximity::sim::Faults;
+use rel_support::dhcp::{self, DhcpLab};
 use rel_support::*;
 use reqwest::Method as M;
 use serde_json::{Value, json};
@@ -223,129 +224,20 @@ async fn sigkill_during_settings_updates_keeps_a_consistent_state() {
     drop(daemon);
 }
 
-/// Network namespaces for the DHCP burst: `a` (the appliance, `lan0`) and `c` (clients:
-/// macvlans with their own MACs on the veth peer `up0`). Removed on drop.
-struct DhcpLab {
-    tag: String,
-    dir: tempfile::TempDir,
-}
-
-fn sh(args: &[&str]) -> std::process::Output {
-    std::process::Command::new(args[0])
-        .args(&args[1..])
-        .stdin(std::process::Stdio::null())
-        .output()
-        .expect("spawn")
-}
-
-fn must(args: &[&str]) {
-    let o = sh(args);
-    assert!(o.status.success(), "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
-}
-
-impl DhcpLab {
-    fn ns(&self, role: &str) -> String {
-        format!("pxr{role}{}", self.tag)
-    }
-
-    fn new(clients: usize) -> DhcpLab {
-        let lab = DhcpLab {
-            tag: format!("{:x}", std::process::id()),
-            dir: tempfile::tempdir().unwrap(),
-        };
-        let (a, c) = (lab.ns("a"), lab.ns("c"));
-        for ns in [&a, &c] {
-            let _ = sh(&["ip", "netns", "del", ns]);
-            must(&["ip", "netns", "add", ns]);
-            must(&["ip", "-n", ns, "link", "set", "lo", "up"]);
-        }
-        must(&["ip", "-n", &a, "link", "add", "lan0", "type", "veth", "peer", "name", "up0", "netns", &c]);
-        must(&["ip", "-n", &c, "link", "set", "up0", "up"]);
-        for i in 0..clients {
-            let m = format!("m{i}");
-            let mac = format!("02:77:00:00:00:{i:02x}");
-            must(&[
-                "ip", "-n", &c, "link", "add", &m, "link", "up0", "address", &mac, "type", "macvlan", "mode", "bridge",
-            ]);
-            must(&["ip", "-n", &c, "link", "set", &m, "up"]);
-        }
-        lab
-    }
-
-    fn config(&self) -> std::path::PathBuf {
-        let text = format!(
-            r#"[general]
-data_dir = "{data}"
-[network]
-wan_interface = "lo"
-lan_interface = "lan0"
-lan_address = "10.20.0.1/24"
-dhcp_range = ["10.20.0.100", "10.20.0.199"]
-upstream_dns = []
-manage_links = true
-firewall = false
-wan_address = "192.0.2.1"
-[dhcp]
-lease_secs = 600
-[dns]
-enabled = false
-[proxy]
-enabled = false
-[api]
-tls = false
-listen = ["127.0.0.1:{port}"]
-"#,
-            data = self.dir.path().join("data").display(),
-            port = free_port()
-        );
-        let p = self.dir.path().join("proximity.toml");
-        std::fs::write(&p, text).unwrap();
-        p
-    }
-
-    fn daemon(&self, cfg: &std::path::Path) -> Proc {
-        let mut c = std::process::Command::new("ip");
-        c.args(["netns", "exec", &self.ns("a")]).arg(bin()).args(["serve", "--config"]).arg(cfg);
-        let mut p = Proc::spawn(c);
-        p.wait_ready();
-        p
-    }
-
-    /// One busybox udhcpc cycle on macvlan `m<i>`; the address leased.
-    fn lease(ns: &str, i: usize) -> Option<std::net::Ipv4Addr> {
-        let m = format!("m{i}");
-        let o = sh(&[
-            "timeout", "-k", "2", "12", "ip", "netns", "exec", ns, "udhcpc", "-i", &m, "-n", "-q", "-f", "-t", "3", "-T", "1",
-            "-s", "/bin/true",
-        ]);
-        let out = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
-        out.lines()
-            .find_map(|l| l.split("lease of ").nth(1).and_then(|r| r.split_whitespace().next()).and_then(|ip| ip.parse().ok()))
-    }
-}
-
-impl Drop for DhcpLab {
-    fn drop(&mut self) {
-        for r in ["c", "a"] {
-            let _ = sh(&["ip", "netns", "del", &self.ns(r)]);
-        }
-    }
-}
-
 #[test]
 fn sigkill_during_a_dhcp_lease_burst_loses_and_duplicates_nothing() {
     if !is_root() {
         skip("sigkill_during_a_dhcp_lease_burst_loses_and_duplicates_nothing", "needs root (network namespaces)");
         return;
     }
-    if sh(&["sh", "-c", "command -v udhcpc"]).stdout.is_empty() {
+    if !dhcp::have_udhcpc() {
         skip("sigkill_during_a_dhcp_lease_burst_loses_and_duplicates_nothing", "udhcpc (busybox) not installed");
         return;
     }
     const OLD: usize = 40;
     const NEW: usize = 6;
     let lab = DhcpLab::new(OLD + NEW);
-    let cfg = lab.config();
+    let cfg = lab.config("10.20.0.199", "");
     let mut daemon = lab.daemon(&cfg);
     let cns = lab.ns("c");
     // Burst: the "old" clients start 20 ms apart; SIGKILL once a quarter of them hold a lease.

@@ -330,3 +330,100 @@ async fn injected_faults_end_in_clear_states_and_the_daemon_stays_healthy() {
     assert!(health(&api).await);
     let _: Value = api.get("/system/health").await;
 }
+
+/// Seed the app record that owns the reservation `mac` → `ip` (the daemon holds the redb
+/// file while it runs, so this happens before it starts).
+fn seed_reservation(data: &std::path::Path, mac: &str, ip: std::net::Ipv4Addr) {
+    use proximity::registry::{APPS, App, AppStatus, Resources};
+    std::fs::create_dir_all(data).unwrap();
+    let store = proximity::store::Store::open(&data.join("proximity.redb")).unwrap();
+    let app = App {
+        id: "app-res".into(),
+        hostname: "reserved".into(),
+        catalog_id: "whoami".into(),
+        catalog_version: "1".into(),
+        owner: "u1".into(),
+        status: AppStatus::Running,
+        host: None,
+        node: None,
+        vmid: None,
+        mac: mac.into(),
+        ip,
+        upstream_ip: None,
+        web_port: Some(80),
+        forwards: vec![],
+        aliases: vec![],
+        https_redirect: false,
+        resources: Resources {
+            cores: 1,
+            memory_mb: 256,
+            disk_gb: 1,
+        },
+        settings: Default::default(),
+        error: None,
+        job_id: None,
+        adopted: false,
+        created_at: 0,
+        updated_at: 0,
+    };
+    store.put(APPS, &app.id, &app).unwrap();
+}
+
+#[test]
+fn dhcp_starvation_is_rate_limited_and_reservations_hold() {
+    use rel_support::dhcp::{self, DhcpLab};
+    if !is_root() || !dhcp::have_udhcpc() {
+        skip(
+            "dhcp_starvation_is_rate_limited_and_reservations_hold",
+            "needs root (network namespaces) and busybox udhcpc",
+        );
+        return;
+    }
+    const ATTACKERS: usize = 30;
+    const RATE: u64 = 5;
+    let reserved_ip = std::net::Ipv4Addr::new(10, 20, 0, 105);
+    let lab = DhcpLab::new(ATTACKERS + 1);
+    // m<ATTACKERS> is the app with the reservation (MAC 02:77:00:00:00:<ATTACKERS>).
+    seed_reservation(&lab.data(), &format!("02:77:00:00:00:{ATTACKERS:02x}"), reserved_ip);
+    let cfg = lab.config("10.20.0.139", &format!("max_new_leases_per_sec = {RATE}"));
+    let _daemon = lab.daemon(&cfg);
+    let cns = lab.ns("c");
+    let t0 = Instant::now();
+    let handles: Vec<_> = (0..ATTACKERS)
+        .map(|i| {
+            let ns = cns.clone();
+            std::thread::spawn(move || DhcpLab::lease(&ns, i).map(|ip| (ip, t0.elapsed())))
+        })
+        .collect();
+    let got: Vec<(std::net::Ipv4Addr, Duration)> = handles.into_iter().filter_map(|h| h.join().ok().flatten()).collect();
+    let elapsed = t0.elapsed().as_secs_f64();
+    // Most new leases in any one-second window.
+    let mut times: Vec<f64> = got.iter().map(|(_, d)| d.as_secs_f64()).collect();
+    times.sort_by(f64::total_cmp);
+    let burst = times
+        .iter()
+        .map(|t| times.iter().filter(|u| **u >= *t && **u < t + 1.0).count())
+        .max()
+        .unwrap_or(0);
+    let bound = (RATE as f64 * (elapsed + 1.0)).ceil() as usize;
+    limit(
+        "DHCP starvation: new leases per second",
+        got.len() <= bound && burst as u64 <= 2 * RATE,
+        format!(
+            "{ATTACKERS} MACs at once for {elapsed:.1} s got {} leases (bound {bound}), at most {burst} in one second (limit {RATE}/s)",
+            got.len()
+        ),
+    );
+    limit(
+        "DHCP starvation: reserved address never handed out",
+        got.iter().all(|(ip, _)| *ip != reserved_ip),
+        format!("{} attacker leases, none {reserved_ip}", got.len()),
+    );
+    std::thread::sleep(Duration::from_millis(1100));
+    let mine = DhcpLab::lease(&cns, ATTACKERS);
+    limit(
+        "DHCP starvation: the reserved app still gets its address",
+        mine == Some(reserved_ip),
+        format!("after the flood the reserved MAC got {mine:?}"),
+    );
+}

@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+pub mod dhcp;
+
 #[path = "../common/mod.rs"]
 pub mod common;
 #[allow(unused_imports)]
@@ -20,13 +22,17 @@ pub use common::{Proc, bin, free_port, free_udp_tcp_port, is_root, skip};
 /// Admin credentials the tests set up.
 pub const ADMIN: (&str, &str) = ("admin", "admin-password-1");
 
-/// Append one JSON object as a line to `target/reliability/<file>`.
+/// Append one JSON object as a line to `target/reliability/<file>`, stamped with the time
+/// and the id of this test process's run (the report shows the latest run of each scenario).
 pub fn record(file: &str, v: Value) {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/reliability");
     let _ = std::fs::create_dir_all(&dir);
     let mut v = v;
+    static RUN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let run = RUN.get_or_init(|| format!("{}-{}", proximity::sim::now(), std::process::id()));
     if let Value::Object(m) = &mut v {
         m.insert("ts".into(), json!(proximity::sim::now()));
+        m.insert("run".into(), json!(run));
     }
     if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(dir.join(file)) {
         let _ = writeln!(f, "{v}");

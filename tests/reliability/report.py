@@ -68,9 +68,14 @@ md += ["## Crash safety (SIGKILL of the real daemon)", ""]
 if not crash:
     md += ["No crash-safety results (run `cargo test --test crash_safety`).", ""]
 else:
+    # The latest run of each scenario (older runs stay in the file as history).
+    latest_run = {}
+    for r in crash:
+        latest_run[r.get("scenario")] = r.get("run", r.get("ts"))
+    crash = [r for r in crash if r.get("run", r.get("ts")) == latest_run[r.get("scenario")]]
     rows = []
     for r in crash:
-        detail = ", ".join(f"{k}={v}" for k, v in r.items() if k not in ("scenario", "point", "outcome", "ts"))
+        detail = ", ".join(f"{k}={v}" for k, v in r.items() if k not in ("scenario", "point", "outcome", "ts", "run"))
         rows.append([r.get("scenario"), r.get("point"), r.get("outcome"), detail, when(r.get("ts"))])
     md += table(["scenario", "kill point", "outcome", "details", "when"], rows[-40:])
     md += [""]
