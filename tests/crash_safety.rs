@@ -57,7 +57,10 @@ async fn assert_no_stuck_jobs(api: &Api, secs: u64) -> Vec<Value> {
         assert!(
             Instant::now() < deadline,
             "jobs stuck after restart: {}",
-            open.iter().map(|j| format!("{} {}", j["id"], j["state"])).collect::<Vec<_>>().join(", ")
+            open.iter()
+                .map(|j| format!("{} {}", j["id"], j["state"]))
+                .collect::<Vec<_>>()
+                .join(", ")
         );
         tokio::time::sleep(Duration::from_millis(150)).await;
     }
@@ -103,7 +106,10 @@ async fn sigkill_mid_deploy_at_pipeline_steps_recovers() {
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
-        let killed_at = at.clone().or_else(|| running_step(&last)).unwrap_or_else(|| format!("job {}", last["state"].as_str().unwrap_or("?")));
+        let killed_at = at
+            .clone()
+            .or_else(|| running_step(&last))
+            .unwrap_or_else(|| format!("job {}", last["state"].as_str().unwrap_or("?")));
         sigkill(&mut daemon);
         // Recovery runs against a healthy cluster.
         env.sim.set_faults(Faults::default());
@@ -188,7 +194,12 @@ async fn sigkill_during_settings_updates_keeps_a_consistent_state() {
         let mut inflight = doc["settings"].clone();
         inflight["cores"] = json!(3);
         let body = json!({"digest": doc["digest"], "settings": inflight});
-        let req = api.c.put(format!("{}/settings/resources", api.base)).bearer_auth(&api.token).json(&body).send();
+        let req = api
+            .c
+            .put(format!("{}/settings/resources", api.base))
+            .bearer_auth(&api.token)
+            .json(&body)
+            .send();
         let h = tokio::spawn(req);
         tokio::time::sleep(Duration::from_millis(round * 3)).await;
         sigkill(&mut daemon);
@@ -227,11 +238,17 @@ async fn sigkill_during_settings_updates_keeps_a_consistent_state() {
 #[test]
 fn sigkill_during_a_dhcp_lease_burst_loses_and_duplicates_nothing() {
     if !is_root() {
-        skip("sigkill_during_a_dhcp_lease_burst_loses_and_duplicates_nothing", "needs root (network namespaces)");
+        skip(
+            "sigkill_during_a_dhcp_lease_burst_loses_and_duplicates_nothing",
+            "needs root (network namespaces)",
+        );
         return;
     }
     if !dhcp::have_udhcpc() {
-        skip("sigkill_during_a_dhcp_lease_burst_loses_and_duplicates_nothing", "udhcpc (busybox) not installed");
+        skip(
+            "sigkill_during_a_dhcp_lease_burst_loses_and_duplicates_nothing",
+            "udhcpc (busybox) not installed",
+        );
         return;
     }
     const OLD: usize = 40;

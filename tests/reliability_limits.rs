@@ -68,7 +68,11 @@ async fn limits_hold_on_the_real_daemon() {
     let mut codes = Vec::new();
     for _ in 0..7 {
         let (s, _) = anon
-            .call(M::POST, "/auth/login", Some(json!({"username": "admin", "password": "wrong-password"})))
+            .call(
+                M::POST,
+                "/auth/login",
+                Some(json!({"username": "admin", "password": "wrong-password"})),
+            )
             .await;
         codes.push(s);
     }
@@ -84,9 +88,17 @@ async fn limits_hold_on_the_real_daemon() {
     // API body limit.
     let big = "x".repeat(200 * 1024);
     let (s, _) = api
-        .call(M::POST, "/apps", Some(json!({"catalog_id": "whoami", "hostname": "big", "values": {"X": big}})))
+        .call(
+            M::POST,
+            "/apps",
+            Some(json!({"catalog_id": "whoami", "hostname": "big", "values": {"X": big}})),
+        )
         .await;
-    limit("API request size (api.max_body_bytes = 64 KiB)", s == 413, format!("200 KiB body → {s}"));
+    limit(
+        "API request size (api.max_body_bytes = 64 KiB)",
+        s == 413,
+        format!("200 KiB body → {s}"),
+    );
 
     // Proxy body limit (declared length over proxy.max_body_bytes): raw TCP, because the
     // proxy answers 413 and closes before a client could send the body.
@@ -94,7 +106,8 @@ async fn limits_hold_on_the_real_daemon() {
         use std::io::{Read as _, Write as _};
         let mut t = std::net::TcpStream::connect(("127.0.0.1", env.ports.http)).unwrap();
         t.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        t.write_all(b"POST /upload HTTP/1.1\r\nHost: who.prox.local\r\nContent-Length: 65536\r\n\r\n").unwrap();
+        t.write_all(b"POST /upload HTTP/1.1\r\nHost: who.prox.local\r\nContent-Length: 65536\r\n\r\n")
+            .unwrap();
         let _ = t.write_all(&[b'a'; 1024]);
         let mut buf = [0u8; 64];
         let n = t.read(&mut buf).unwrap_or(0);
@@ -104,7 +117,11 @@ async fn limits_hold_on_the_real_daemon() {
             .and_then(|c| c.parse::<u16>().ok())
             .unwrap_or(0)
     };
-    limit("proxy request size (proxy.max_body_bytes = 4 KiB)", s == 413, format!("64 KiB body → {s}"));
+    limit(
+        "proxy request size (proxy.max_body_bytes = 4 KiB)",
+        s == 413,
+        format!("64 KiB body → {s}"),
+    );
 
     // DNS per-client rate limit: 200 queries at once from one address, budget 20/s.
     let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -134,7 +151,10 @@ async fn limits_hold_on_the_real_daemon() {
     limit(
         "DNS rate limit recovers",
         n > 4 && buf[3] & 0x0f == 0,
-        format!("after 1 s the client is answered (rcode {})", if n > 4 { buf[3] & 0x0f } else { 255 }),
+        format!(
+            "after 1 s the client is answered (rcode {})",
+            if n > 4 { buf[3] & 0x0f } else { 255 }
+        ),
     );
 
     // Bounded job queue: 1 worker, 2 waiting; slow tasks hold the worker.
@@ -158,7 +178,11 @@ async fn limits_hold_on_the_real_daemon() {
         format!("6 deploys at once → {statuses:?}"),
     );
     env.sim.set_faults(Faults::default());
-    limit("daemon healthy after the limits", health(&api).await, "GET /system/health → 200".into());
+    limit(
+        "daemon healthy after the limits",
+        health(&api).await,
+        "GET /system/health → 200".into(),
+    );
 }
 
 /// A fault case: inject, deploy (or back up), check the job and app end clearly.
@@ -183,7 +207,7 @@ async fn injected_faults_end_in_clear_states_and_the_daemon_stays_healthy() {
         }],
         ..Default::default()
     };
-    let cases = vec![
+    let cases = [
         Case {
             name: "PVE 500 on every node call",
             faults: Faults {
@@ -238,7 +262,11 @@ async fn injected_faults_end_in_clear_states_and_the_daemon_stays_healthy() {
                 a["error"].as_str().or(j["error"].as_str()).unwrap_or("").to_string(),
             )
         } else {
-            ("refused".to_string(), format!("http {s}"), v["detail"].as_str().unwrap_or("").to_string())
+            (
+                "refused".to_string(),
+                format!("http {s}"),
+                v["detail"].as_str().unwrap_or("").to_string(),
+            )
         };
         env.sim.set_faults(Faults::default());
         let healthy = health(&api).await;
@@ -302,9 +330,10 @@ async fn injected_faults_end_in_clear_states_and_the_daemon_stays_healthy() {
     });
     let (s, v) = api.call(M::POST, &format!("/apps/{app}/backups"), None).await;
     assert_eq!(s, 202, "{v}");
-    let bjob = v["job_id"].as_str().map(str::to_string).unwrap_or_else(|| {
-        v["location"].as_str().unwrap_or("").rsplit('/').next().unwrap_or("").to_string()
-    });
+    let bjob = v["job_id"]
+        .as_str()
+        .map(str::to_string)
+        .unwrap_or_else(|| v["location"].as_str().unwrap_or("").rsplit('/').next().unwrap_or("").to_string());
     tokio::time::sleep(Duration::from_millis(300)).await;
     env.sim.set_faults(Faults {
         offline_nodes: vec![node],

@@ -226,5 +226,10 @@ async fn soak_mixed_load_rss_and_fds() {
         assert!(counts.deploys.load(Ordering::Relaxed) >= 1, "no deploy/delete cycle completed");
     }
     // Descriptors must not pile up: a leak of one per request would show hundreds here.
-    assert!(last.2 <= first.2 * 2.0 + 64.0, "file descriptors grew from {} to {}", first.2, last.2);
+    assert!(
+        last.2 <= first.2 * 2.0 + 64.0,
+        "file descriptors grew from {} to {}",
+        first.2,
+        last.2
+    );
 }

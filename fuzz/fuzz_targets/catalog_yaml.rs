@@ -28,7 +28,9 @@ fuzz_target!(|data: &[u8]| {
         .map(|v| v.trim().trim_matches('"').to_string())
         .unwrap_or_else(|| "fuzz".into());
     let Ok(entry) = parse_file("fuzz.yaml", &stem, text) else { return };
-    let Ok(out) = render(&entry, "app-1", &BTreeMap::new(), &mut Fixed) else { return };
+    let Ok(out) = render(&entry, "app-1", &BTreeMap::new(), &mut Fixed) else {
+        return;
+    };
     assert!(
         serde_yaml::from_str::<serde_yaml::Value>(&out.compose_yaml).is_ok(),
         "rendered compose is not YAML"

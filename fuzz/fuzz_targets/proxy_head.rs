@@ -46,7 +46,9 @@ fuzz_target!(|data: &[u8]| {
     }
     let mut headers = [httparse::EMPTY_HEADER; 64];
     let mut req = httparse::Request::new(&mut headers);
-    let Ok(httparse::Status::Complete(_)) = req.parse(data) else { return };
+    let Ok(httparse::Status::Complete(_)) = req.parse(data) else {
+        return;
+    };
     let Some(target) = req.path else { return };
     let Ok(uri) = target.parse::<http::Uri>() else { return };
     let raw_host = match uri.authority() {

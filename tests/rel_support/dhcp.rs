@@ -51,7 +51,9 @@ impl DhcpLab {
             must(&["ip", "netns", "add", ns]);
             must(&["ip", "-n", ns, "link", "set", "lo", "up"]);
         }
-        must(&["ip", "-n", &a, "link", "add", "lan0", "type", "veth", "peer", "name", "up0", "netns", &c]);
+        must(&[
+            "ip", "-n", &a, "link", "add", "lan0", "type", "veth", "peer", "name", "up0", "netns", &c,
+        ]);
         must(&["ip", "-n", &c, "link", "set", "up0", "up"]);
         for i in 0..clients {
             let m = format!("m{i}");
@@ -101,7 +103,10 @@ listen = ["127.0.0.1:{port}"]
     /// Start `serve` inside the appliance namespace.
     pub fn daemon(&self, cfg: &std::path::Path) -> Proc {
         let mut c = std::process::Command::new("ip");
-        c.args(["netns", "exec", &self.ns("a")]).arg(bin()).args(["serve", "--config"]).arg(cfg);
+        c.args(["netns", "exec", &self.ns("a")])
+            .arg(bin())
+            .args(["serve", "--config"])
+            .arg(cfg);
         let mut p = Proc::spawn(c);
         p.wait_ready();
         p
@@ -116,12 +121,34 @@ listen = ["127.0.0.1:{port}"]
     pub fn lease(ns: &str, i: usize) -> Option<std::net::Ipv4Addr> {
         let m = format!("m{i}");
         let o = sh(&[
-            "timeout", "-k", "2", "12", "ip", "netns", "exec", ns, "udhcpc", "-i", &m, "-n", "-q", "-f", "-t", "3", "-T", "1",
-            "-s", "/bin/true",
+            "timeout",
+            "-k",
+            "2",
+            "12",
+            "ip",
+            "netns",
+            "exec",
+            ns,
+            "udhcpc",
+            "-i",
+            &m,
+            "-n",
+            "-q",
+            "-f",
+            "-t",
+            "3",
+            "-T",
+            "1",
+            "-s",
+            "/bin/true",
         ]);
         let out = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
-        out.lines()
-            .find_map(|l| l.split("lease of ").nth(1).and_then(|r| r.split_whitespace().next()).and_then(|ip| ip.parse().ok()))
+        out.lines().find_map(|l| {
+            l.split("lease of ")
+                .nth(1)
+                .and_then(|r| r.split_whitespace().next())
+                .and_then(|ip| ip.parse().ok())
+        })
     }
 }
 
@@ -132,4 +159,3 @@ impl Drop for DhcpLab {
         }
     }
 }
-

@@ -231,7 +231,12 @@ mod tests {
         assert_eq!(e.status.as_u16(), 422);
         assert!(e.errors.contains_key("settings.cores"), "{:?}", e.errors);
         let net = br#"{"digest":"x","settings":{"upstream_dns":["nope"],"management_networks":[],"https_redirect":true}}"#;
-        assert!(check_body("network", net).unwrap_err().errors.contains_key("settings.upstream_dns[0]"));
+        assert!(
+            check_body("network", net)
+                .unwrap_err()
+                .errors
+                .contains_key("settings.upstream_dns[0]")
+        );
         assert_eq!(check_body("other", ok).unwrap_err().status.as_u16(), 404);
     }
 }
