@@ -67,8 +67,10 @@ fuzz_target!(|data: &[u8]| {
     assert!(!host.bytes().any(|b| b.is_ascii_whitespace() || b == b'/' || b == b'@'));
     assert_eq!(normalize_host(&host).as_deref(), Some(host.as_str()), "normalisation is not stable");
     let page = policy::not_found_page(&host);
-    if host.contains('<') {
-        assert!(!page.contains(&host), "host reflected unescaped");
+    // The host shows inside `<code>` escaped, never as markup.
+    assert!(page.contains(&format!("<code>{}</code>", policy::html_escape(&host))));
+    if host.contains(['<', '>', '&', '"']) {
+        assert!(!page.contains(&format!("<code>{host}</code>")), "host reflected unescaped");
     }
     let pq = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
     if let Some(route) = table().lookup(&host) {

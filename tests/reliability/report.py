@@ -51,16 +51,20 @@ if not fuzz:
 else:
     agg = {}
     for r in fuzz:
-        a = agg.setdefault(r["target"], {"runs": 0, "execs": 0, "secs": 0, "crashes": 0, "last": 0})
+        a = agg.setdefault(r["target"], {"runs": 0, "execs": 0, "secs": 0, "crashes": 0, "last": None})
         a["runs"] += 1
         a["execs"] += int(r.get("execs", 0))
         a["secs"] += int(r.get("secs", 0))
         a["crashes"] += int(r.get("crashes", 0))
-        a["last"] = max(a["last"], r.get("ts", 0))
-    md += ["Every target ran with the committed seeds in `fuzz/corpus/<target>/`; totals over all "
-           "recorded runs (a crash fails the run and is fixed with a regression test).", ""]
-    md += table(["target", "runs", "executions", "seconds", "crashes", "last run"],
-                [[t, a["runs"], f'{a["execs"]:,}', a["secs"], a["crashes"], when(a["last"])] for t, a in sorted(agg.items())])
+        if a["last"] is None or r.get("ts", 0) >= a["last"].get("ts", 0):
+            a["last"] = r
+    md += ["Every target runs with the committed seeds in `fuzz/corpus/<target>/`. Totals are over "
+           "all recorded runs; a crash fails its run, and each one found became a fix with a "
+           "regression test (its input is kept as a seed).", ""]
+    md += table(["target", "runs", "executions (all runs)", "seconds (all runs)", "crashes found (all runs)",
+                 "last run: executions", "last run: crashes", "last run"],
+                [[t, a["runs"], f'{a["execs"]:,}', a["secs"], a["crashes"], f'{int(a["last"].get("execs", 0)):,}',
+                  a["last"].get("crashes", 0), when(a["last"].get("ts"))] for t, a in sorted(agg.items())])
     md += [""]
 
 crash = load("crash.jsonl")
