@@ -107,11 +107,14 @@ summ = [r for r in (soak or []) if r.get("kind") == "summary"]
 if not summ:
     md += ["No soak results (run `make soak`).", ""]
 else:
+    # The latest run, and the longest one when that is another.
+    longest = max(summ, key=lambda s: (s["secs"], s.get("ts", 0)))
+    shown = [summ[-1]] + ([longest] if longest is not summ[-1] else [])
     md += table(["when", "seconds", "DNS", "proxied HTTP", "API", "deploy/delete cycles", "errors",
                  "RSS start → end (KiB)", "RSS slope (KiB/min)", "FDs start → end"],
                 [[when(s.get("ts")), s["secs"], s["dns"], s["http"], s["api"], s["deploy_cycles"], s["errors"],
                   f'{int(s["rss_kb_start"])} → {int(s["rss_kb_end"])}', s["rss_slope_kb_per_min"],
-                  f'{int(s["fds_start"])} → {int(s["fds_end"])}'] for s in summ[-5:]])
+                  f'{int(s["fds_start"])} → {int(s["fds_end"])}'] for s in shown])
     md += ["", "The slope is a least-squares fit over the run's samples; short runs include start-up "
            "allocation and caches filling, so only long runs (`make soak`, 600 s) say much about growth.", ""]
 
