@@ -15,7 +15,8 @@ set -euo pipefail
 secs="${1:-10}"
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 cargo="${CARGO:-$(command -v cargo || echo "$HOME/.cargo/bin/cargo")}"
-triple="$(rustc -vV | sed -n 's/^host: //p')"
+rustc="${RUSTC:-$(command -v rustc || echo "$HOME/.cargo/bin/rustc")}"
+triple="$("$rustc" -vV | sed -n 's/^host: //p')"
 targets=(dhcp_policy dns_request proxy_head catalog_yaml api_bodies pve_decode)
 out="$root/target/reliability"
 mkdir -p "$out"
