@@ -9,7 +9,7 @@ APT_PACKAGES := $(BUILD_PACKAGES) nftables iproute2 dnsutils \
 	udhcpc isc-dhcp-client dnsmasq-base busybox-static python3-venv zstd file chromium
 
 
-.PHONY: deps-build bench-smoke all build release demo test test-rust test-web test-e2e test-fuzz lint fmt web bench fuzz soak image clean deps help
+.PHONY: deps-build bench-smoke all build release demo test test-rust test-web test-e2e test-fuzz test-reliability lint fmt web bench fuzz soak reliability image clean deps help
 
 help:
 	@echo "make demo   - build everything and run the product on this machine (no Proxmox needed)"
@@ -19,7 +19,9 @@ help:
 	@echo "make lint   - rustfmt check + clippy -D warnings"
 	@echo "make bench  - benchmarks against dnsmasq/caddy/nginx (results in target/bench/)"
 	@echo "make image  - appliance CT template in dist/"
-	@echo "make fuzz   - run every fuzz target (FUZZ_SECONDS each)"
+	@echo "make fuzz   - run every fuzz target (FUZZ_SECONDS each, default 60)"
+	@echo "make soak   - mixed load on the daemon for SOAK_SECS (default 600); RSS/FDs in target/reliability/"
+	@echo "make reliability - tests/RELIABILITY.md from the fuzz/crash/limits/soak results in target/reliability/"
 
 # Install build prerequisites on Debian when missing (as root): packages, Node.js, Rust (rustup).
 deps-build:
@@ -57,14 +59,19 @@ release: web
 demo: deps-build release
 	./target/release/proximity demo $(DEMO_ARGS)
 
-test: deps web test-rust test-web test-e2e test-fuzz bench-smoke
+test: deps web test-rust test-web test-e2e test-fuzz test-reliability bench-smoke
 
 test-rust:
 	$(CARGO) test --all-targets --no-fail-fast -- --test-threads=2
 
-# Short bounded fuzz smoke (10 s per target); `make fuzz` runs longer.
+# Short bounded fuzz smoke (5 s per target, stable toolchain); `make fuzz` runs longer.
 test-fuzz:
-	tests/fuzz/run.sh 10
+	tests/fuzz/run.sh 5
+
+# Crash safety, limits, faults and the 20 s soak smoke (SOAK_SECS unset) run in test-rust
+# (cargo test); this writes tests/RELIABILITY.md from everything they and the fuzz recorded.
+test-reliability:
+	python3 tests/reliability/report.py
 
 test-web:
 	@if [ -f web/package.json ] && grep -q '"test"' web/package.json; then cd web && { [ -d node_modules ] || npm ci --no-audit --no-fund; } && npm test; fi
@@ -90,7 +97,14 @@ bench-smoke: deps
 	PROXIMITY_BIN=target/debug/proximity tests/bench/run.sh --smoke
 
 fuzz:
-	@if [ -x tests/fuzz/run.sh ]; then tests/fuzz/run.sh $${FUZZ_SECONDS:-60}; else echo "fuzz targets not available yet"; exit 1; fi
+	tests/fuzz/run.sh $${FUZZ_SECONDS:-60}
+
+soak:
+	SOAK_SECS=$${SOAK_SECS:-600} $(CARGO) test --test reliability_soak -- --nocapture
+	python3 tests/reliability/report.py
+
+reliability:
+	python3 tests/reliability/report.py
 
 image: deps
 	@if [ -x appliance/build-image.sh ]; then appliance/build-image.sh $(IMAGE_ARGS); else echo "image build not available yet"; exit 1; fi

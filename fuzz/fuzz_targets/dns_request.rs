@@ -24,7 +24,15 @@ fn zone() -> &'static Zone {
             ip: Ipv4Addr::new(10, 20, 0, 101),
             hostname: "nginx-01".into(),
         }];
-        Zone::build(&plan, &[], ZoneSettings { ttl: 60, wan_address: Some(Ipv4Addr::new(192, 168, 1, 5)) }, 1)
+        Zone::build(
+            &plan,
+            &[],
+            ZoneSettings {
+                ttl: 60,
+                wan_address: Some(Ipv4Addr::new(192, 168, 1, 5)),
+            },
+            1,
+        )
     })
 }
 

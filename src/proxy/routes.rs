@@ -132,15 +132,28 @@ impl RouteTable {
 /// (IPv6 literals are kept with their brackets).
 pub fn normalize_host(raw: &str) -> Option<String> {
     let raw = raw.trim();
+    // An empty port (`host:`) is allowed by RFC 3986.
+    let is_port = |p: &str| p.bytes().all(|b| b.is_ascii_digit());
     let host = if raw.starts_with('[') {
         let end = raw.find(']')?;
+        // After the literal: nothing, or `:port`.
+        match &raw[end + 1..] {
+            "" => {}
+            rest if rest.strip_prefix(':').is_some_and(is_port) => {}
+            _ => return None,
+        }
         &raw[..=end]
     } else {
-        match raw.rsplit_once(':') {
-            Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
+        let h = match raw.rsplit_once(':') {
+            Some((h, port)) if is_port(port) => h,
             Some(_) => return None,
             None => raw,
+        };
+        // A second colon is no valid name (an unbracketed IPv6 literal or garbage).
+        if h.contains(':') {
+            return None;
         }
+        h
     };
     let host = host.trim_end_matches('.');
     if host.is_empty() || host.bytes().any(|b| b.is_ascii_whitespace() || b == b'/' || b == b'@') {
@@ -212,5 +225,22 @@ mod tests {
         assert_eq!(normalize_host(":80"), None);
         assert_eq!(normalize_host("a b"), None);
         assert_eq!(normalize_host("user@a.b"), None);
+        assert_eq!(normalize_host("a.b:").as_deref(), Some("a.b"));
+        assert_eq!(normalize_host("[::1]x"), None);
+        assert_eq!(normalize_host("[::1]:8443").as_deref(), Some("[::1]"));
+    }
+
+    /// Fuzz finding (proxy_head): `Host: 1WIKI.prox.st:1WIKlocal:80` normalised to
+    /// `1wiki.prox.st:1wiklocal`, a key that normalised again to nothing. A colon left
+    /// after the port is stripped means a malformed host: refuse it (400), don't route it.
+    #[test]
+    fn host_with_a_second_colon_is_refused_and_normalisation_is_stable() {
+        assert_eq!(normalize_host("1WIKI.prox.st:1WIKlocal:80"), None);
+        assert_eq!(normalize_host("a:80:80"), None);
+        assert_eq!(normalize_host("::1"), None);
+        for raw in ["A.B:80", "a.b.", "[::1]:443", "x.prox.local"] {
+            let h = normalize_host(raw).unwrap();
+            assert_eq!(normalize_host(&h).as_deref(), Some(h.as_str()), "{raw}");
+        }
     }
 }

@@ -23,6 +23,8 @@ pub struct Faults {
     pub ssh_drop_after_ms: Option<u64>,
     /// Every task takes at least this long.
     pub slow_task_ms: Option<u64>,
+    /// Every command run over SSH (`pct exec`, `pct push`, ...) is delayed this long.
+    pub exec_delay_ms: Option<u64>,
     /// Delay of 401 replies (PVE delays them by about 3000 ms).
     pub auth_fail_delay_ms: u64,
     /// Mimic PVE before 8.3: error bodies without `message`.

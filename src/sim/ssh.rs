@@ -120,6 +120,10 @@ impl Conn {
         let handle = session.handle();
         let sim = self.sim.clone();
         self.sim.tracker.spawn(async move {
+            let delay = sim.faults.lock().expect("faults").exec_delay_ms.unwrap_or(0);
+            if delay > 0 {
+                tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
+            }
             let out = shell::run_host(&sim, &argv, &stdin).await;
             if !out.stdout.is_empty() {
                 let _ = handle.data(channel, out.stdout).await;

@@ -361,6 +361,18 @@ fn hostname_taken(api: &ApiState, hostname: &str) -> ApiResult<bool> {
 
 /// Validate a deploy request (pure apart from the uniqueness check).
 pub fn validate_deploy(api: &ApiState, req: &DeployRequest) -> ApiResult<()> {
+    check_deploy_fields(req)?;
+    if hostname_taken(api, &req.hostname)? {
+        return Err(ApiError::conflict(format!(
+            "the host name {:?} is already used by another app",
+            req.hostname
+        )));
+    }
+    Ok(())
+}
+
+/// The pure part of [`validate_deploy`]: every field's shape (422 naming the fields).
+pub fn check_deploy_fields(req: &DeployRequest) -> ApiResult<()> {
     let mut errs = FieldErrors::default();
     if req.catalog_id.trim().is_empty() {
         errs.add("catalog_id", "is required");
@@ -382,14 +394,7 @@ pub fn validate_deploy(api: &ApiState, req: &DeployRequest) -> ApiResult<()> {
             errs.add(&format!("values.{k}"), "must be at most 4096 characters");
         }
     }
-    errs.finish()?;
-    if hostname_taken(api, &req.hostname)? {
-        return Err(ApiError::conflict(format!(
-            "the host name {:?} is already used by another app",
-            req.hostname
-        )));
-    }
-    Ok(())
+    errs.finish()
 }
 
 /// Deploy an app from the catalog: 202 with the app and `Location` of its job.

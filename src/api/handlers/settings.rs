@@ -99,6 +99,22 @@ impl Section for ScheduleSettings {
     }
 }
 
+/// Parse and validate a settings update body for `section` (`resources`, `network` or
+/// `schedule`) exactly as `PUT /api/v1/settings/{section}` does before it touches the
+/// store: syntax → 400, shape and rule violations → 422, an unknown section → 404.
+pub fn check_body(section: &str, body: &[u8]) -> ApiResult<()> {
+    fn one<T: Section>(body: &[u8]) -> ApiResult<()> {
+        let doc: SettingsDoc<T> = crate::api::error::parse_json(body)?;
+        doc.settings.validate()
+    }
+    match section {
+        ResourceSettings::NAME => one::<ResourceSettings>(body),
+        NetworkSettings::NAME => one::<NetworkSettings>(body),
+        ScheduleSettings::NAME => one::<ScheduleSettings>(body),
+        other => Err(ApiError::not_found(format!("no settings section {other:?}"))),
+    }
+}
+
 /// SHA-256 hex of a value's JSON.
 pub fn digest<T: Serialize>(v: &T) -> String {
     crate::api::auth::tokens::sha256_hex(&serde_json::to_string(v).unwrap_or_default())
@@ -197,4 +213,30 @@ pub async fn put_schedule(
     ApiJson(d): ApiJson<SettingsDoc<ScheduleSettings>>,
 ) -> ApiResult<Json<SettingsDoc<ScheduleSettings>>> {
     put_doc(&api, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn check_body_maps_syntax_shape_and_rules_to_statuses() {
+        let ok = br#"{"digest":"x","settings":{"cores":1,"memory_mb":512,"disk_gb":4,"max_apps_per_user":10}}"#;
+        assert!(check_body("resources", ok).is_ok());
+        assert_eq!(check_body("resources", b"{").unwrap_err().status.as_u16(), 400);
+        let shape = br#"{"digest":"x","settings":{"cores":"many"}}"#;
+        assert_eq!(check_body("resources", shape).unwrap_err().status.as_u16(), 422);
+        let rule = br#"{"digest":"x","settings":{"cores":0,"memory_mb":512,"disk_gb":4,"max_apps_per_user":10}}"#;
+        let e = check_body("resources", rule).unwrap_err();
+        assert_eq!(e.status.as_u16(), 422);
+        assert!(e.errors.contains_key("settings.cores"), "{:?}", e.errors);
+        let net = br#"{"digest":"x","settings":{"upstream_dns":["nope"],"management_networks":[],"https_redirect":true}}"#;
+        assert!(
+            check_body("network", net)
+                .unwrap_err()
+                .errors
+                .contains_key("settings.upstream_dns[0]")
+        );
+        assert_eq!(check_body("other", ok).unwrap_err().status.as_u16(), 404);
+    }
 }
