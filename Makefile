@@ -9,13 +9,14 @@ APT_PACKAGES := $(BUILD_PACKAGES) nftables iproute2 dnsutils \
 	udhcpc isc-dhcp-client dnsmasq-base busybox-static python3-venv zstd file chromium
 
 
-.PHONY: deps-build bench-smoke all build release demo test test-rust test-web test-e2e test-fuzz lint fmt web bench fuzz soak image clean deps help
+.PHONY: deps-build bench-smoke all build release static demo test test-rust test-web test-e2e test-fuzz lint fmt web bench fuzz soak image clean deps help
 
 help:
 	@echo "make demo   - build everything and run the product on this machine (no Proxmox needed)"
 	@echo "make test   - install test prerequisites and run every test CI runs"
 	@echo "make build  - debug build (web UI + daemon)"
 	@echo "make release- optimized binary in target/release/proximity"
+	@echo "make static - static appliance binary (crt-static, profile appliance) in target/static/; prints its size"
 	@echo "make lint   - rustfmt check + clippy -D warnings"
 	@echo "make bench  - benchmarks against dnsmasq/caddy/nginx (results in target/bench/)"
 	@echo "make image  - appliance CT template in dist/"
@@ -53,6 +54,20 @@ build: web
 
 release: web
 	$(CARGO) build --release
+
+# The appliance binary: glibc statically linked (crt-static; runs on Alpine's musl userland),
+# profile `appliance` (opt-level s, one codegen unit), own target dir so it never invalidates
+# the normal builds. Checks it is static and prints its size (budget < 25 MB stripped).
+STATIC_TARGET_DIR ?= target/static
+STATIC_BIN := $(STATIC_TARGET_DIR)/x86_64-unknown-linux-gnu/appliance/proximity
+static: web
+	RUSTFLAGS='-C target-feature=+crt-static' nice $(CARGO) build --profile appliance \
+	  --target x86_64-unknown-linux-gnu --target-dir $(STATIC_TARGET_DIR)
+	@file -L $(STATIC_BIN) | tee /dev/stderr | grep -q 'statically linked' || { echo "error: $(STATIC_BIN) is not statically linked"; exit 1; }
+	@! ldd $(STATIC_BIN) >/dev/null 2>&1 || { echo "error: ldd lists shared libraries for $(STATIC_BIN)"; exit 1; }
+	@echo "ldd: $$(ldd $(STATIC_BIN) 2>&1 | head -1)"
+	@size=$$(stat -c %s $(STATIC_BIN)); echo "binary: $(STATIC_BIN) $$((size / 1024 / 1024)) MiB ($$size bytes, stripped; budget 25 MiB)"; \
+	  [ $$size -lt 26214400 ] || { echo "error: over the 25 MiB budget"; exit 1; }
 
 demo: deps-build release
 	./target/release/proximity demo $(DEMO_ARGS)

@@ -14,6 +14,7 @@ pub mod dhcp;
 pub mod dns;
 pub mod events;
 pub mod firewall;
+pub mod install;
 pub mod jobs;
 pub mod link;
 pub mod netplane;
