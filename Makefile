@@ -19,7 +19,7 @@ help:
 	@echo "make static - static appliance binary (crt-static, profile appliance) in target/static/; prints its size"
 	@echo "make lint   - rustfmt check + clippy -D warnings"
 	@echo "make bench  - benchmarks against dnsmasq/caddy/nginx (results in target/bench/)"
-	@echo "make image  - appliance CT template in dist/"
+	@echo "make image MINIROOTFS=<path|URL> - appliance CT template in dist/ (static binary, rootfs/, nftables)"
 	@echo "make fuzz   - run every fuzz target (FUZZ_SECONDS each)"
 
 # Install build prerequisites on Debian when missing (as root): packages, Node.js, Rust (rustup).
@@ -107,8 +107,10 @@ bench-smoke: deps
 fuzz:
 	@if [ -x tests/fuzz/run.sh ]; then tests/fuzz/run.sh $${FUZZ_SECONDS:-60}; else echo "fuzz targets not available yet"; exit 1; fi
 
+# make image MINIROOTFS=alpine-minirootfs-3.xx-x86_64.tar.gz|URL [BINARY=...] [APK_CACHE=dir]
 image: deps
-	@if [ -x appliance/build-image.sh ]; then appliance/build-image.sh $(IMAGE_ARGS); else echo "image build not available yet"; exit 1; fi
+	@[ -n "$(MINIROOTFS)" ] || { echo "usage: make image MINIROOTFS=<Alpine minirootfs tarball path or URL> [BINARY=static binary] [APK_CACHE=dir of nftables .apk files]"; exit 2; }
+	appliance/build-image.sh --minirootfs "$(MINIROOTFS)" $(if $(BINARY),--binary "$(BINARY)") $(if $(APK_CACHE),--apk-cache "$(APK_CACHE)") $(IMAGE_ARGS)
 
 clean:
 	$(CARGO) clean
