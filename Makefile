@@ -63,7 +63,7 @@ STATIC_BIN := $(STATIC_TARGET_DIR)/x86_64-unknown-linux-gnu/appliance/proximity
 static: web
 	RUSTFLAGS='-C target-feature=+crt-static' nice $(CARGO) build --profile appliance \
 	  --target x86_64-unknown-linux-gnu --target-dir $(STATIC_TARGET_DIR)
-	@file -L $(STATIC_BIN) | tee /dev/stderr | grep -q 'statically linked' || { echo "error: $(STATIC_BIN) is not statically linked"; exit 1; }
+	@file -L $(STATIC_BIN) | tee /dev/stderr | grep -Eq 'statically linked|static-pie linked' || { echo "error: $(STATIC_BIN) is not statically linked"; exit 1; }
 	@! ldd $(STATIC_BIN) >/dev/null 2>&1 || { echo "error: ldd lists shared libraries for $(STATIC_BIN)"; exit 1; }
 	@echo "ldd: $$(ldd $(STATIC_BIN) 2>&1 | head -1)"
 	@size=$$(stat -c %s $(STATIC_BIN)); echo "binary: $(STATIC_BIN) $$((size / 1024 / 1024)) MiB ($$size bytes, stripped; budget 25 MiB)"; \

@@ -162,7 +162,12 @@ pub struct PveSimArgs {
 #[derive(Debug, Args)]
 pub struct InstallArgs {
     /// Proxmox API URL of this node.
-    #[arg(long = "api-url", alias = "pve-url", default_value = "https://127.0.0.1:8006", env = "PROXIMITY_PVE_URL")]
+    #[arg(
+        long = "api-url",
+        alias = "pve-url",
+        default_value = "https://127.0.0.1:8006",
+        env = "PROXIMITY_PVE_URL"
+    )]
     pub api_url: String,
     /// SHA-256 fingerprint of the node's API certificate (default: read from
     /// /etc/pve/local/pve-ssl.pem on the node).

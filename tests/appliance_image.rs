@@ -32,7 +32,21 @@ fn sh(cmd: &mut Command) -> String {
 /// A minirootfs stand-in: busybox with its applet links, the usual directories.
 fn standin_minirootfs(dir: &Path) -> PathBuf {
     let root = dir.join("mini");
-    for d in ["bin", "sbin", "usr/bin", "usr/sbin", "etc/init.d", "dev", "proc", "sys", "tmp", "run", "var/log", "root", "lib"] {
+    for d in [
+        "bin",
+        "sbin",
+        "usr/bin",
+        "usr/sbin",
+        "etc/init.d",
+        "dev",
+        "proc",
+        "sys",
+        "tmp",
+        "run",
+        "var/log",
+        "root",
+        "lib",
+    ] {
         std::fs::create_dir_all(root.join(d)).unwrap();
     }
     std::fs::copy("/bin/busybox", root.join("bin/busybox")).unwrap();
@@ -115,7 +129,9 @@ fn image_is_complete_reproducible_and_boots() {
         ("bin/busybox", "-rwxr-xr-x"),
         ("etc/alpine-release", "-rw-r--r--"),
     ] {
-        let e = list.get(path).unwrap_or_else(|| panic!("{path} missing from the template: {list:?}"));
+        let e = list
+            .get(path)
+            .unwrap_or_else(|| panic!("{path} missing from the template: {list:?}"));
         assert_eq!(e.0, mode, "{path}");
     }
     let mtime = list["usr/bin/proximity"].2.clone();
@@ -161,7 +177,9 @@ fn image_is_complete_reproducible_and_boots() {
     }
     // The shipped config, with the firewall off (no nft in the stand-in root).
     let conf_path = root.join("etc/proximity/proximity.toml");
-    let conf = std::fs::read_to_string(&conf_path).unwrap().replace("firewall = true", "firewall = false");
+    let conf = std::fs::read_to_string(&conf_path)
+        .unwrap()
+        .replace("firewall = true", "firewall = false");
     assert!(conf.contains("firewall = false"));
     std::fs::write(&conf_path, conf).unwrap();
     // The service's command line, read from the OpenRC script itself.
@@ -206,7 +224,14 @@ umount "$ROOT/proc"
         "boot ({:.1} s):\n{stdout}\n{}\n--- proximity.log (tail)\n{}",
         t.elapsed().as_secs_f64(),
         String::from_utf8_lossy(&o.stderr),
-        log.lines().rev().take(30).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n")
+        log.lines()
+            .rev()
+            .take(30)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect::<Vec<_>>()
+            .join("\n")
     );
     assert!(stdout.contains("health=200"), "the service did not answer its health endpoint");
     let body: serde_json::Value = serde_json::from_str(stdout.lines().nth(1).unwrap_or("")).expect("health is JSON");

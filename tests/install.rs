@@ -158,21 +158,33 @@ fn install_is_exact_idempotent_and_reversible() {
     }
     let bridge = new_ifaces.iter().find(|i| i["iface"] == "proximity-lan").expect("bridge created");
     assert_eq!(bridge["type"], "bridge");
-    assert!(bridge.get("cidr").is_none(), "the host gets no address on the app network: {bridge}");
+    assert!(
+        bridge.get("cidr").is_none(),
+        "the host gets no address on the app network: {bridge}"
+    );
     // Exactly one new container with the expected configuration.
     let cts = after["cts"].as_object().unwrap();
     assert_eq!(cts.len(), before["cts"].as_object().unwrap().len() + 1);
     let ct = &cts["9999"];
     let cfg = &ct["config"];
     let cfg_s = |k: &str| cfg[k].as_str().map(str::to_string).unwrap_or_else(|| cfg[k].to_string());
-    assert!(cfg_s("net0").contains("name=eth0") && cfg_s("net0").contains("bridge=vmbr0") && cfg_s("net0").contains("ip=dhcp"), "{cfg}");
-    assert!(cfg_s("net1").contains("name=eth1") && cfg_s("net1").contains("bridge=proximity-lan") && cfg_s("net1").contains("ip=10.20.0.1/24"), "{cfg}");
+    assert!(
+        cfg_s("net0").contains("name=eth0") && cfg_s("net0").contains("bridge=vmbr0") && cfg_s("net0").contains("ip=dhcp"),
+        "{cfg}"
+    );
+    assert!(
+        cfg_s("net1").contains("name=eth1") && cfg_s("net1").contains("bridge=proximity-lan") && cfg_s("net1").contains("ip=10.20.0.1/24"),
+        "{cfg}"
+    );
     assert_eq!(cfg_s("onboot"), "1", "{cfg}");
     assert_eq!(cfg_s("unprivileged"), "1", "{cfg}");
     assert_eq!(cfg_s("features"), "nesting=1", "{cfg}");
     assert_eq!(cfg_s("ostype"), "alpine", "{cfg}");
     assert_eq!(ct["running"], true, "{ct}");
-    assert!(ct["os"]["boot_services"].as_array().unwrap().iter().any(|s| s == "proximity"), "{ct}");
+    assert!(
+        ct["os"]["boot_services"].as_array().unwrap().iter().any(|s| s == "proximity"),
+        "{ct}"
+    );
     // Exactly one new token, privsep off.
     let tokens = after["tokens"].as_object().unwrap();
     assert_eq!(tokens.keys().collect::<Vec<_>>(), vec!["root@pam!proximity-appliance"]);
@@ -189,10 +201,16 @@ fn install_is_exact_idempotent_and_reversible() {
     // The appliance key, authorized for root.
     let keys = after["authorized_keys"].as_str().unwrap();
     assert_eq!(keys.lines().count(), 1, "{keys}");
-    assert!(keys.starts_with("ssh-ed25519 ") && keys.trim_end().ends_with(" proximity-appliance"), "{keys}");
+    assert!(
+        keys.starts_with("ssh-ed25519 ") && keys.trim_end().ends_with(" proximity-appliance"),
+        "{keys}"
+    );
     // Files inside the container.
     let root = state_dir.join("ct/9999/rootfs");
-    assert_eq!(std::fs::read(root.join("usr/bin/proximity")).unwrap(), std::fs::read(&binary).unwrap());
+    assert_eq!(
+        std::fs::read(root.join("usr/bin/proximity")).unwrap(),
+        std::fs::read(&binary).unwrap()
+    );
     let conf = std::fs::read_to_string(root.join("etc/proximity/proximity.toml")).unwrap();
     let wire: proximity::config::ConfigFile = toml::from_str(&conf).unwrap();
     let host = &wire.pve_hosts[0];
@@ -203,12 +221,20 @@ fn install_is_exact_idempotent_and_reversible() {
     assert_eq!(host.ssh, format!("127.0.0.1:{}", sim.ssh.rsplit(':').next().unwrap()));
     assert_eq!(host.bridge, "proximity-lan");
     proximity::config::Config::from_toml_str(&conf).expect("the pushed config is valid");
-    for f in ["etc/init.d/proximity", "etc/sysctl.d/90-proximity.conf", "var/lib/proximity/proximity.redb", "var/lib/proximity/secret.key"] {
+    for f in [
+        "etc/init.d/proximity",
+        "etc/sysctl.d/90-proximity.conf",
+        "var/lib/proximity/proximity.redb",
+        "var/lib/proximity/secret.key",
+    ] {
         assert!(root.join(f).is_file(), "{f} not pushed");
     }
     {
         use std::os::unix::fs::PermissionsExt as _;
-        let mode = std::fs::metadata(root.join("etc/proximity/proximity.toml")).unwrap().permissions().mode();
+        let mode = std::fs::metadata(root.join("etc/proximity/proximity.toml"))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600, "the config holds the token secret");
     }
     // The record lists what was created.

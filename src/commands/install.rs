@@ -270,7 +270,12 @@ async fn observe(cx: &Ctx, key_line: Option<&str>) -> anyhow::Result<Observed> {
     let listed: Vec<String> = net.ifaces.iter().map(|i| i.iface.clone()).collect();
     let (ifaces, staged_ifaces) = match &net.changes {
         Some(d) if !d.trim().is_empty() => {
-            let active = net.ifaces.iter().filter(|i| i.active == Some(true)).map(|i| i.iface.clone()).collect();
+            let active = net
+                .ifaces
+                .iter()
+                .filter(|i| i.active == Some(true))
+                .map(|i| i.iface.clone())
+                .collect();
             (active, Some(listed))
         }
         _ => (listed, None),
@@ -300,8 +305,14 @@ async fn observe(cx: &Ctx, key_line: Option<&str>) -> anyhow::Result<Observed> {
     });
     let mut bridge_users = Vec::new();
     for t in &cts {
-        let Ok(cfg) = c.lxc_config(node, t.vmid as u32).await else { continue };
-        if cfg.nets().iter().any(|(_, n)| n.bridge.as_deref() == Some(cx.s.lan_bridge.as_str())) {
+        let Ok(cfg) = c.lxc_config(node, t.vmid as u32).await else {
+            continue;
+        };
+        if cfg
+            .nets()
+            .iter()
+            .any(|(_, n)| n.bridge.as_deref() == Some(cx.s.lan_bridge.as_str()))
+        {
             bridge_users.push(t.vmid as u32);
         }
     }
@@ -342,7 +353,11 @@ async fn node_address(cx: &Ctx) -> anyhow::Result<String> {
     net.ifaces
         .iter()
         .find(|i| i.iface == cx.s.wan_bridge)
-        .and_then(|i| i.address.clone().or_else(|| i.cidr.as_deref().and_then(|c| c.split('/').next()).map(str::to_string)))
+        .and_then(|i| {
+            i.address
+                .clone()
+                .or_else(|| i.cidr.as_deref().and_then(|c| c.split('/').next()).map(str::to_string))
+        })
         .ok_or_else(|| anyhow!("{} has no IPv4 address on {}; pass --node-address", cx.s.node, cx.s.wan_bridge))
 }
 
@@ -389,7 +404,15 @@ async fn push_files(cx: &Ctx, key: &SshKey) -> anyhow::Result<()> {
     let db = std::fs::read(cx.seed.db()).with_context(|| format!("reading {}", cx.seed.db().display()))?;
     let secret = std::fs::read(cx.seed.secret_key()).with_context(|| format!("reading {}", cx.seed.secret_key().display()))?;
     let s = ssh(cx, key).await?;
-    let mkdir = ["mkdir", "-p", "/etc/proximity", "/var/lib/proximity", "/etc/init.d", "/etc/sysctl.d", "/usr/bin"];
+    let mkdir = [
+        "mkdir",
+        "-p",
+        "/etc/proximity",
+        "/var/lib/proximity",
+        "/etc/init.d",
+        "/etc/sysctl.d",
+        "/usr/bin",
+    ];
     crate::pve::ssh::require_ok(&mkdir, s.pct_exec(vmid, &mkdir).await?)?;
     let files: [(&[u8], &str, u32); 7] = [
         (&bin, "/usr/bin/proximity", 0o755),
@@ -420,7 +443,10 @@ async fn enable_service(cx: &Ctx, key: &SshKey) -> anyhow::Result<()> {
             out.stderr.trim()
         );
     }
-    let steps: [&[&str]; 2] = [&["rc-update", "add", "proximity", "default"], &["rc-service", "proximity", "restart"]];
+    let steps: [&[&str]; 2] = [
+        &["rc-update", "add", "proximity", "default"],
+        &["rc-service", "proximity", "restart"],
+    ];
     for argv in steps {
         let out = s.pct_exec(vmid, &argv).await?;
         // `rc-update add` of an enabled service says so and exits 0; anything else failing is an error.
@@ -493,22 +519,33 @@ async fn execute(cx: &mut Ctx, a: &Action, seed: Option<&SeedInfo>) -> anyhow::R
             wait(&cx.c, upid, 120, "applying the network configuration").await?;
         }
         Action::DownloadTemplate { storage, template } => {
-            let upid = cx.c.aplinfo_download(&node, storage, template).await.context("downloading the template")?;
+            let upid =
+                cx.c.aplinfo_download(&node, storage, template)
+                    .await
+                    .context("downloading the template")?;
             wait(&cx.c, upid, 900, "downloading the template").await?;
             cx.record.template = Some(plan::template_volid(storage, template));
             cx.record.template_storage = Some(storage.clone());
         }
         Action::CreateToken { user, name } => {
-            let t = cx
-                .c
-                .token_create(user, name, false, "Proximity appliance (created by proximity install)")
-                .await
-                .with_context(|| format!("creating API token {user}!{name} (needs a root@pam ticket: pass --password)"))?;
+            let t =
+                cx.c.token_create(user, name, false, "Proximity appliance (created by proximity install)")
+                    .await
+                    .with_context(|| format!("creating API token {user}!{name} (needs a root@pam ticket: pass --password)"))?;
             write_private(&cx.seed.token_secret(), t.value.as_bytes())?;
             cx.record.token = Some(t.full_tokenid);
         }
         Action::AuthorizeKey => {
-            let line = format!("{} {KEY_COMMENT}", need_seed()?.key.public_openssh().split_whitespace().take(2).collect::<Vec<_>>().join(" "));
+            let line = format!(
+                "{} {KEY_COMMENT}",
+                need_seed()?
+                    .key
+                    .public_openssh()
+                    .split_whitespace()
+                    .take(2)
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            );
             authorize_key(&cx.args.authorized_keys, &line)?;
             cx.record.ssh_key_line = Some(line);
         }
@@ -523,7 +560,8 @@ async fn execute(cx: &mut Ctx, a: &Action, seed: Option<&SeedInfo>) -> anyhow::R
             req.unprivileged = true;
             req.features = Some("nesting=1".into());
             req.onboot = Some(true);
-            req.description = Some("Proximity appliance (created by proximity install; remove with `proximity install --uninstall`)".into());
+            req.description =
+                Some("Proximity appliance (created by proximity install; remove with `proximity install --uninstall`)".into());
             req.tags = Some("proximity".into());
             let upid = cx.c.lxc_create(&node, &req).await.with_context(|| format!("creating CT {vmid}"))?;
             // Record before waiting: a failed create can leave a half-made CT to clean up.
@@ -553,15 +591,22 @@ async fn execute(cx: &mut Ctx, a: &Action, seed: Option<&SeedInfo>) -> anyhow::R
                 destroy_unreferenced_disks: true,
                 ..Default::default()
             };
-            let upid = cx.c.lxc_delete(&node, *vmid, &opts).await.with_context(|| format!("destroying CT {vmid}"))?;
+            let upid =
+                cx.c.lxc_delete(&node, *vmid, &opts)
+                    .await
+                    .with_context(|| format!("destroying CT {vmid}"))?;
             wait(&cx.c, upid, 300, &format!("destroying CT {vmid}")).await?;
             cx.record.vmid = None;
             cx.record.files_pushed = false;
             cx.record.service_enabled = false;
         }
         Action::DeleteToken { full_id } => {
-            let (user, name) = full_id.split_once('!').ok_or_else(|| anyhow!("recorded token id `{full_id}` is malformed"))?;
-            cx.c.token_delete(user, name).await.with_context(|| format!("deleting API token {full_id}"))?;
+            let (user, name) = full_id
+                .split_once('!')
+                .ok_or_else(|| anyhow!("recorded token id `{full_id}` is malformed"))?;
+            cx.c.token_delete(user, name)
+                .await
+                .with_context(|| format!("deleting API token {full_id}"))?;
             cx.record.token = None;
         }
         Action::UnauthorizeKey => {
@@ -571,12 +616,18 @@ async fn execute(cx: &mut Ctx, a: &Action, seed: Option<&SeedInfo>) -> anyhow::R
             cx.record.ssh_key_line = None;
         }
         Action::DeleteBridge { iface } => {
-            cx.c.network_delete_iface(&node, iface).await.with_context(|| format!("deleting bridge {iface}"))?;
+            cx.c.network_delete_iface(&node, iface)
+                .await
+                .with_context(|| format!("deleting bridge {iface}"))?;
             cx.record.bridge = None;
         }
         Action::DeleteTemplate { volid } => {
             let storage = volid.split(':').next().unwrap_or_default().to_string();
-            if let Some(upid) = cx.c.storage_delete(&node, &storage, volid).await.with_context(|| format!("deleting {volid}"))? {
+            if let Some(upid) =
+                cx.c.storage_delete(&node, &storage, volid)
+                    .await
+                    .with_context(|| format!("deleting {volid}"))?
+            {
                 wait(&cx.c, upid, 120, &format!("deleting {volid}")).await?;
             }
             cx.record.template = None;
@@ -648,7 +699,11 @@ async fn run_async(args: InstallArgs) -> anyhow::Result<()> {
     // The key line is known only from the seed; a dry run must not create one.
     let existing_key_line = cx.record.ssh_key_line.clone();
     let seed_exists = cx.seed.db().exists();
-    let seed_info = if cx.args.dry_run && !seed_exists { None } else { Some(seed_data(&cx.seed)?) };
+    let seed_info = if cx.args.dry_run && !seed_exists {
+        None
+    } else {
+        Some(seed_data(&cx.seed)?)
+    };
     let key_line = seed_info.as_ref().map(|s| s.key.public_openssh()).or(existing_key_line);
     let observed = observe(&cx, key_line.as_deref()).await?;
     let actions = plan::plan_install(&cx.s, &observed, &cx.record)?;
@@ -657,7 +712,10 @@ async fn run_async(args: InstallArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     if actions.is_empty() {
-        println!("proximity install: nothing to do, the appliance is installed (CT {} on {})", cx.s.vmid, cx.s.node);
+        println!(
+            "proximity install: nothing to do, the appliance is installed (CT {} on {})",
+            cx.s.vmid, cx.s.node
+        );
     }
     cx.record.format = 1;
     cx.record.node = cx.s.node.clone();
@@ -670,7 +728,10 @@ async fn run_async(args: InstallArgs) -> anyhow::Result<()> {
     let ip = if cx.args.no_wait_health {
         ct_address(&cx).await
     } else {
-        println!("waiting for the appliance to answer (up to {} s; skip with --no-wait-health)", cx.args.health_timeout);
+        println!(
+            "waiting for the appliance to answer (up to {} s; skip with --no-wait-health)",
+            cx.args.health_timeout
+        );
         Some(wait_health(&cx).await?)
     };
     let url = match &ip {
@@ -681,7 +742,10 @@ async fn run_async(args: InstallArgs) -> anyhow::Result<()> {
     save_record(&cx.args.state_file, &cx.record)?;
     println!("Proximity is installed in CT {} on {}.", cx.s.vmid, cx.s.node);
     println!("UI:             {url}");
-    println!("CA fingerprint: {} (SHA-256; the CA is at {url}api/v1/network/ca.pem)", seed_info.ca_fingerprint);
+    println!(
+        "CA fingerprint: {} (SHA-256; the CA is at {url}api/v1/network/ca.pem)",
+        seed_info.ca_fingerprint
+    );
     match &seed_info.admin_password {
         Some(pw) => println!("first login:    user `{ADMIN_USER}`, password `{pw}` (shown once; change it after logging in)"),
         None => println!(
@@ -689,7 +753,10 @@ async fn run_async(args: InstallArgs) -> anyhow::Result<()> {
             cx.s.vmid
         ),
     }
-    println!("record:         {} (`proximity install --uninstall` removes what it lists)", cx.args.state_file.display());
+    println!(
+        "record:         {} (`proximity install --uninstall` removes what it lists)",
+        cx.args.state_file.display()
+    );
     Ok(())
 }
 
@@ -698,7 +765,10 @@ fn print_plan(what: &str, node: &str, actions: &[Action]) {
         println!("{what} plan for {node}: nothing to do");
         return;
     }
-    println!("{what} plan for {node} ({} steps, nothing changed; drop --dry-run to run it):", actions.len());
+    println!(
+        "{what} plan for {node} ({} steps, nothing changed; drop --dry-run to run it):",
+        actions.len()
+    );
     for (i, a) in actions.iter().enumerate() {
         println!("  {}. {a}", i + 1);
     }

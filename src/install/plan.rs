@@ -303,22 +303,30 @@ pub enum PlanError {
     #[error("Proxmox VE {0} is not supported: Proximity needs Proxmox VE 8 or newer (upgrade the node first)")]
     PveTooOld(String),
     /// Someone else's staged network changes would be applied with ours.
-    #[error("the node has pending network changes that were not made by the installer; apply or revert them first (Datacenter → node → System → Network → Apply/Revert), then re-run")]
+    #[error(
+        "the node has pending network changes that were not made by the installer; apply or revert them first (Datacenter → node → System → Network → Apply/Revert), then re-run"
+    )]
     ForeignPendingNetwork,
     /// The VMID is taken by a container the installer did not create.
     #[error("CT {0} exists and was not created by `proximity install`; choose a free VMID with --vmid")]
     VmidTaken(u32),
     /// The token exists and was not created by the installer (its secret is unknown).
-    #[error("API token {0} exists and was not created by `proximity install` (its secret cannot be read back); remove it with `pveum user token remove {1}` or choose another --token-name")]
+    #[error(
+        "API token {0} exists and was not created by `proximity install` (its secret cannot be read back); remove it with `pveum user token remove {1}` or choose another --token-name"
+    )]
     TokenTaken(String, String),
     /// The bridge is staged by someone else.
-    #[error("bridge {0} is staged but not applied and the installer did not stage it; apply or revert the node's pending network changes, then re-run")]
+    #[error(
+        "bridge {0} is staged but not applied and the installer did not stage it; apply or revert the node's pending network changes, then re-run"
+    )]
     BridgeStagedElsewhere(String),
     /// No Alpine template in the index.
     #[error("the node's template index (aplinfo) lists no Alpine system template; run `pveam update` on the node and re-run")]
     NoAlpineTemplate,
     /// Uninstall would cut off containers that still use the bridge.
-    #[error("bridge {bridge} is still used by CT {users}; delete those apps first (in the Proximity UI) or detach them, then re-run --uninstall")]
+    #[error(
+        "bridge {bridge} is still used by CT {users}; delete those apps first (in the Proximity UI) or detach them, then re-run --uninstall"
+    )]
     BridgeInUse {
         /// Bridge.
         bridge: String,
@@ -333,7 +341,10 @@ pub fn pve_major(release: &str) -> Option<u32> {
 }
 
 fn numeric_key(s: &str) -> Vec<u64> {
-    s.split(|c: char| !c.is_ascii_digit()).filter(|p| !p.is_empty()).filter_map(|p| p.parse().ok()).collect()
+    s.split(|c: char| !c.is_ascii_digit())
+        .filter(|p| !p.is_empty())
+        .filter_map(|p| p.parse().ok())
+        .collect()
 }
 
 /// The newest Alpine system template of the index: highest Alpine release (from the name,
@@ -343,7 +354,11 @@ pub fn newest_alpine(index: &[IndexEntry]) -> Option<&IndexEntry> {
         .iter()
         .filter(|e| e.os.eq_ignore_ascii_case("alpine") && e.section == "system" && e.template.starts_with("alpine-"))
         .max_by_key(|e| {
-            let release = e.template.strip_prefix("alpine-").and_then(|r| r.split(['-', '_']).next()).unwrap_or("");
+            let release = e
+                .template
+                .strip_prefix("alpine-")
+                .and_then(|r| r.split(['-', '_']).next())
+                .unwrap_or("");
             (numeric_key(release), numeric_key(&e.version), e.template.clone())
         })
 }
@@ -380,10 +395,14 @@ pub fn plan_install(s: &Settings, o: &Observed, record: &InstallRecord) -> Resul
                     return Err(PlanError::BridgeStagedElsewhere(s.lan_bridge.clone()));
                 }
                 if !staged_has {
-                    actions.push(Action::CreateBridge { iface: s.lan_bridge.clone() });
+                    actions.push(Action::CreateBridge {
+                        iface: s.lan_bridge.clone(),
+                    });
                 }
             }
-            None => actions.push(Action::CreateBridge { iface: s.lan_bridge.clone() }),
+            None => actions.push(Action::CreateBridge {
+                iface: s.lan_bridge.clone(),
+            }),
         }
         actions.push(Action::ApplyNetwork);
     }
@@ -471,7 +490,12 @@ pub fn plan_uninstall(record: &InstallRecord, o: &Observed) -> Result<Vec<Action
         actions.push(Action::UnauthorizeKey);
     }
     if let Some(bridge) = &record.bridge {
-        let users: Vec<String> = o.bridge_users.iter().filter(|v| Some(**v) != record.vmid).map(u32::to_string).collect();
+        let users: Vec<String> = o
+            .bridge_users
+            .iter()
+            .filter(|v| Some(**v) != record.vmid)
+            .map(u32::to_string)
+            .collect();
         if !users.is_empty() {
             return Err(PlanError::BridgeInUse {
                 bridge: bridge.clone(),
@@ -694,10 +718,16 @@ mod tests {
     fn foreign_things_in_the_way_fail_with_advice() {
         let mut o = fresh();
         o.pve_release = "7.4".into();
-        assert_eq!(plan_install(&settings(), &o, &InstallRecord::default()), Err(PlanError::PveTooOld("7.4".into())));
+        assert_eq!(
+            plan_install(&settings(), &o, &InstallRecord::default()),
+            Err(PlanError::PveTooOld("7.4".into()))
+        );
         let mut o = fresh();
         o.ct = Some(CtSeen { running: true });
-        assert_eq!(plan_install(&settings(), &o, &InstallRecord::default()), Err(PlanError::VmidTaken(9999)));
+        assert_eq!(
+            plan_install(&settings(), &o, &InstallRecord::default()),
+            Err(PlanError::VmidTaken(9999))
+        );
         let mut o = fresh();
         o.token_exists = true;
         assert!(matches!(
@@ -712,7 +742,10 @@ mod tests {
         );
         let mut o = fresh();
         o.index.retain(|e| e.os != "alpine");
-        assert_eq!(plan_install(&settings(), &o, &InstallRecord::default()), Err(PlanError::NoAlpineTemplate));
+        assert_eq!(
+            plan_install(&settings(), &o, &InstallRecord::default()),
+            Err(PlanError::NoAlpineTemplate)
+        );
     }
 
     #[test]
@@ -741,7 +774,10 @@ mod tests {
         r.template = None;
         r.bridge = None;
         let a = plan_uninstall(&r, &o).unwrap();
-        assert!(!a.iter().any(|a| matches!(a, Action::DeleteTemplate { .. } | Action::DeleteBridge { .. })));
+        assert!(
+            !a.iter()
+                .any(|a| matches!(a, Action::DeleteTemplate { .. } | Action::DeleteBridge { .. }))
+        );
         // Nothing recorded: nothing to do.
         assert_eq!(plan_uninstall(&InstallRecord::default(), &o).unwrap(), vec![]);
         // Apps still on the bridge block its removal.

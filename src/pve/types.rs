@@ -740,7 +740,9 @@ pub struct NewToken {
 
 impl std::fmt::Debug for NewToken {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("NewToken").field("full_tokenid", &self.full_tokenid).finish_non_exhaustive()
+        f.debug_struct("NewToken")
+            .field("full_tokenid", &self.full_tokenid)
+            .finish_non_exhaustive()
     }
 }
 

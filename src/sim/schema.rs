@@ -65,8 +65,11 @@ pub fn schema() -> &'static Schema {
     static S: OnceLock<Schema> = OnceLock::new();
     S.get_or_init(|| {
         let mut s = Schema::parse(SCHEMA_JSON).expect("embedded schema parses");
-        s.endpoints
-            .extend(Schema::parse(INSTALLER_SCHEMA_JSON).expect("embedded installer schema parses").endpoints);
+        s.endpoints.extend(
+            Schema::parse(INSTALLER_SCHEMA_JSON)
+                .expect("embedded installer schema parses")
+                .endpoints,
+        );
         s
     })
 }
