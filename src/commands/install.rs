@@ -448,7 +448,7 @@ async fn enable_service(cx: &Ctx, key: &SshKey) -> anyhow::Result<()> {
         &["rc-service", "proximity", "restart"],
     ];
     for argv in steps {
-        let out = s.pct_exec(vmid, &argv).await?;
+        let out = s.pct_exec(vmid, argv).await?;
         // `rc-update add` of an enabled service says so and exits 0; anything else failing is an error.
         if !out.success() {
             bail!("`pct exec {vmid} -- {}` failed: {}", argv.join(" "), out.stderr.trim());

@@ -377,12 +377,12 @@ pub fn plan_install(s: &Settings, o: &Observed, record: &InstallRecord) -> Resul
     let mut actions = Vec::new();
 
     // Network: the bridge must be in the active configuration.
-    let active = o.ifaces.iter().any(|i| *i == s.lan_bridge);
+    let active = o.ifaces.contains(&s.lan_bridge);
     if !active {
         let ours = record.bridge.as_deref() == Some(s.lan_bridge.as_str());
         match &o.staged_ifaces {
             Some(staged) => {
-                let staged_has = staged.iter().any(|i| *i == s.lan_bridge);
+                let staged_has = staged.contains(&s.lan_bridge);
                 // Staged changes other than our bridge would be applied together with it.
                 let mut others: Vec<&String> = staged.iter().filter(|i| **i != s.lan_bridge).collect();
                 let mut current: Vec<&String> = o.ifaces.iter().collect();
