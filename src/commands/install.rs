@@ -213,7 +213,10 @@ fn client(args: &InstallArgs, fp: &str) -> anyhow::Result<Client> {
 }
 
 async fn pick_node(c: &Client, wanted: Option<&str>) -> anyhow::Result<String> {
-    let nodes = c.nodes().await.context("listing the cluster's nodes")?;
+    let nodes = c
+        .nodes()
+        .await
+        .context("listing the cluster's nodes (check --api-url, --fingerprint and the credentials)")?;
     if let Some(w) = wanted {
         return nodes
             .iter()
