@@ -175,6 +175,8 @@ fn image_is_complete_reproducible_and_boots() {
         std::fs::create_dir_all(dst.parent().unwrap()).unwrap();
         std::fs::copy(lib, &dst).unwrap();
     }
+    // As in a CT, /dev is populated (LXC provides it; a static glibc binary reads
+    // /dev/urandom when the getrandom symbol is not linked in).
     // The shipped config, with the firewall off (no nft in the stand-in root).
     let conf_path = root.join("etc/proximity/proximity.toml");
     let conf = std::fs::read_to_string(&conf_path)
@@ -195,6 +197,7 @@ ip link set lo up
 ip link add eth0 type veth peer name eth0p && ip addr add 192.0.2.2/24 dev eth0 && ip link set eth0p up && ip link set eth0 up
 ip link add eth1 type veth peer name eth1p && ip link set eth1p up && ip link set eth1 up
 mount -t proc proc "$ROOT/proc"
+mount --bind /dev "$ROOT/dev"
 chroot "$ROOT" /usr/bin/proximity {args} >"$ROOT/var/log/proximity.log" 2>&1 &
 pid=$!
 code=000
@@ -209,6 +212,7 @@ cat "$ROOT/tmp/health.json" 2>/dev/null; echo
 kill -TERM $pid 2>/dev/null
 for i in $(seq 1 50); do kill -0 $pid 2>/dev/null || break; sleep 0.2; done
 kill -KILL $pid 2>/dev/null
+umount "$ROOT/dev"
 umount "$ROOT/proc"
 "#
     );
