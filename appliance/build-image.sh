@@ -4,17 +4,20 @@
 # and file order.
 #
 # usage: appliance/build-image.sh --minirootfs PATH|URL [--binary PATH] [--apk-cache DIR]
-#                                 [--out DIR] [--version V]
+#                                 [--out DIR] [--version V] [--zstd-level N] [--allow-dynamic]
 #   --minirootfs  Alpine minirootfs tarball (alpine-minirootfs-3.xx-x86_64.tar.gz); a URL is
 #                 downloaded only when given explicitly.
-#   --binary      static proximity binary (default: build it with crt-static).
+#   --binary      static proximity binary (default: `make static`, target/static/...).
 #   --apk-cache   directory with nftables and its dependencies as .apk files; without it the
 #                 appliance installs nftables with `apk add nftables` on first boot.
 #   --out         output directory (default: dist/).
+#   --zstd-level  compression level (default 19; tests use a low level to stay fast).
+#   --allow-dynamic  accept a dynamically linked binary (tests only: it will not run on Alpine).
 set -euo pipefail
+umask 022
 cd "$(dirname "$0")/.."
 
-minirootfs="" binary="" apk_cache="" out="dist" version=""
+minirootfs="" binary="" apk_cache="" out="dist" version="" zstd_level=19 allow_dynamic=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --minirootfs) minirootfs="$2"; shift 2 ;;
@@ -22,7 +25,9 @@ while [ $# -gt 0 ]; do
     --apk-cache) apk_cache="$2"; shift 2 ;;
     --out) out="$2"; shift 2 ;;
     --version) version="$2"; shift 2 ;;
-    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+    --zstd-level) zstd_level="$2"; shift 2 ;;
+    --allow-dynamic) allow_dynamic=1; shift ;;
+    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
     *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -42,13 +47,17 @@ esac
 tar -xpf "$minirootfs" -C "$root"
 
 if [ -z "$binary" ]; then
-  echo "building the static binary (crt-static, release)"
-  RUSTFLAGS='-C target-feature=+crt-static' cargo build --release --target x86_64-unknown-linux-gnu
-  binary=target/x86_64-unknown-linux-gnu/release/proximity
+  echo "building the static binary (make static: crt-static, profile appliance)"
+  make static
+  binary=target/static/x86_64-unknown-linux-gnu/appliance/proximity
 fi
 [ -x "$binary" ] || { echo "error: binary $binary not found" >&2; exit 2; }
 if command -v file >/dev/null && ! file -L "$binary" | grep -q 'static'; then
-  echo "error: $binary is not statically linked (file says: $(file -L "$binary"))" >&2; exit 2
+  if [ "$allow_dynamic" = 1 ]; then
+    echo "WARNING: $binary is dynamically linked (--allow-dynamic): this image is for tests only" >&2
+  else
+    echo "error: $binary is not statically linked (file says: $(file -L "$binary")); build it with make static" >&2; exit 2
+  fi
 fi
 
 # Overlay and binary.
@@ -81,8 +90,10 @@ fi
 mkdir -p "$out"
 name="proximity-appliance-${version}-amd64.tar.zst"
 epoch="${SOURCE_DATE_EPOCH:-1767225600}"   # 2026-01-01T00:00:00Z unless given
+# Same bytes from the same inputs: sorted names, one mtime, root owner, no atime/ctime, and
+# single-threaded zstd.
 tar --sort=name --mtime="@$epoch" --owner=0 --group=0 --numeric-owner --pax-option=exthdr.name=%d/PaxHeaders/%f,delete=atime,delete=ctime \
-    -C "$root" -cf - . | zstd -q -19 -T0 -f -o "$out/$name"
+    -C "$root" -cf - . | zstd -q "-$zstd_level" -T1 -f -o "$out/$name"
 (cd "$out" && sha256sum "$name" > "$name.sha256")
 
 bin_size=$(stat -c %s "$binary")

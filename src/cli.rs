@@ -162,14 +162,86 @@ pub struct PveSimArgs {
 #[derive(Debug, Args)]
 pub struct InstallArgs {
     /// Proxmox API URL of this node.
-    #[arg(long, default_value = "https://127.0.0.1:8006")]
-    pub pve_url: String,
-    /// Node name (default: the first node).
+    #[arg(
+        long = "api-url",
+        alias = "pve-url",
+        default_value = "https://127.0.0.1:8006",
+        env = "PROXIMITY_PVE_URL"
+    )]
+    pub api_url: String,
+    /// SHA-256 fingerprint of the node's API certificate (default: read from
+    /// /etc/pve/local/pve-ssl.pem on the node).
+    #[arg(long, env = "PROXIMITY_PVE_FINGERPRINT")]
+    pub fingerprint: Option<String>,
+    /// User for ticket (password) authentication.
+    #[arg(long, default_value = "root@pam")]
+    pub user: String,
+    /// Password of --user (ticket authentication; the installer needs root@pam to create tokens).
+    #[arg(long, env = "PROXIMITY_PVE_PASSWORD", hide_env_values = true)]
+    pub password: Option<String>,
+    /// API token id USER@REALM!NAME (instead of a password).
+    #[arg(long, env = "PROXIMITY_PVE_TOKEN_ID")]
+    pub token_id: Option<String>,
+    /// API token secret.
+    #[arg(long, env = "PROXIMITY_PVE_TOKEN_SECRET", hide_env_values = true)]
+    pub token_secret: Option<String>,
+    /// The node's sshd (`pct push`/`pct exec` run over SSH with the appliance key).
+    #[arg(long, default_value = "127.0.0.1:22")]
+    pub ssh: String,
+    /// The node's root authorized_keys file (the appliance key is added here).
+    #[arg(long, default_value = "/root/.ssh/authorized_keys")]
+    pub authorized_keys: PathBuf,
+    /// Address of the node as the appliance reaches it (default: the WAN bridge's address).
+    #[arg(long)]
+    pub node_address: Option<String>,
+    /// Node name (default: the only node, or the one named like this host).
     #[arg(long)]
     pub node: Option<String>,
     /// VMID of the appliance container.
     #[arg(long, default_value_t = 9999)]
     pub vmid: u32,
+    /// Hostname of the appliance container.
+    #[arg(long, default_value = "proximity")]
+    pub hostname: String,
+    /// Bridge of the user's LAN (the appliance's eth0).
+    #[arg(long, default_value = "vmbr0")]
+    pub wan_bridge: String,
+    /// Static WAN address ADDRESS/PREFIX for eth0 (default: DHCP); needs --wan-gw.
+    #[arg(long)]
+    pub wan_ip: Option<String>,
+    /// WAN gateway (with --wan-ip).
+    #[arg(long)]
+    pub wan_gw: Option<String>,
+    /// Storage for the container's root disk (default: the first storage for containers).
+    #[arg(long)]
+    pub storage: Option<String>,
+    /// Storage for the Alpine template (default: the first storage for templates).
+    #[arg(long)]
+    pub template_storage: Option<String>,
+    /// Root disk size, GiB.
+    #[arg(long, default_value_t = 4)]
+    pub disk: u32,
+    /// Memory, MiB.
+    #[arg(long, default_value_t = 512)]
+    pub memory: u32,
+    /// CPU cores.
+    #[arg(long, default_value_t = 2)]
+    pub cores: u32,
+    /// Name of the API token created for the appliance (user root@pam).
+    #[arg(long, default_value = "proximity-appliance")]
+    pub token_name: String,
+    /// Binary to install in the container (default: this executable).
+    #[arg(long)]
+    pub binary: Option<PathBuf>,
+    /// Where the installer records what it created (the uninstall list).
+    #[arg(long, default_value = "/var/lib/proximity-install/install.json")]
+    pub state_file: PathBuf,
+    /// Do not wait for the appliance's health endpoint.
+    #[arg(long)]
+    pub no_wait_health: bool,
+    /// Seconds to wait for the appliance to answer.
+    #[arg(long, default_value_t = 180)]
+    pub health_timeout: u64,
     /// Print what would be done and change nothing.
     #[arg(long)]
     pub dry_run: bool,

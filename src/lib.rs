@@ -16,6 +16,7 @@ pub mod dns;
 pub mod events;
 pub mod firewall;
 pub mod framing;
+pub mod install;
 pub mod jobs;
 pub mod link;
 pub mod netplane;

@@ -3,6 +3,7 @@
 pub mod catalog;
 pub mod db;
 pub mod demo;
+pub mod install;
 pub mod pve_sim;
 pub mod serve;
 pub mod ssh_key;
@@ -28,7 +29,7 @@ pub fn main() -> ExitCode {
         Command::Serve(args) => serve::run(args, log_format),
         Command::Demo(args) => demo::run(args, log_format),
         Command::PveSim(args) => pve_sim::run(args, log_format),
-        Command::Install(_) => not_yet("install", "the one-shot installer"),
+        Command::Install(args) => install::run(args),
         Command::User(cmd) => user::run(cmd),
         Command::Config(ConfigCommand::Check { file }) => return config_check(&file),
         Command::Config(ConfigCommand::Defaults) => {
@@ -46,10 +47,6 @@ pub fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-fn not_yet(cmd: &str, what: &str) -> anyhow::Result<()> {
-    anyhow::bail!("`proximity {cmd}` is not available yet in this build ({what} has not landed)")
 }
 
 fn config_check(file: &Path) -> ExitCode {

@@ -310,7 +310,7 @@ struct Inner {
     jobs: Jobs,
     place_lock: tokio::sync::Mutex<()>,
     template_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
-    http: reqwest::Client,
+    http: Option<reqwest::Client>,
 }
 
 /// The facade used by the API: cheap to clone.
@@ -441,11 +441,14 @@ impl Platform {
         jobs.set_metrics(ctx.metrics.clone());
         // reqwest is built without a default TLS provider; the process-wide one is ring.
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let http = reqwest::Client::builder()
-            .no_proxy()
-            .timeout(std::time::Duration::from_secs(5))
-            .build()
-            .unwrap_or_default();
+        // Without a system CA store (bare Alpine) the builder fails; `unwrap_or_default` then
+        // called `Client::default()`, which panics. Fall back to an empty root store instead
+        // (the health checks below speak plain HTTP to app containers anyway).
+        let http = crate::pve::client::client_with_system_roots_or_empty(|| {
+            reqwest::Client::builder().no_proxy().timeout(std::time::Duration::from_secs(5))
+        })
+        .map_err(|e| tracing::error!(error = %e, "cannot build the HTTP client for app health checks"))
+        .ok();
         Platform {
             inner: Arc::new(Inner {
                 ctx,

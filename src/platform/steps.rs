@@ -183,9 +183,12 @@ impl Runner {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(timeout_secs);
         let mut last;
         let mut tries = 0u32;
+        let Some(http) = self.p().inner.http.clone() else {
+            return Err(StepError::new("no HTTP client for health checks (see the daemon log)"));
+        };
         loop {
             tries += 1;
-            match self.p().inner.http.get(&url).send().await {
+            match http.get(&url).send().await {
                 Ok(r) if r.status().as_u16() == expect || (expect == 200 && r.status().is_success()) => {
                     return done(format!("{url} answered {} after {tries} tries", r.status().as_u16()));
                 }

@@ -103,6 +103,26 @@ impl Default for ClientOptions {
 /// Ticket lifetime on the server.
 pub const TICKET_LIFETIME: Duration = Duration::from_secs(2 * 3600);
 
+/// Build a reqwest client that verifies against the system CA store, falling back to an
+/// empty store when the system has none (a bare Alpine or busybox root): `make()` is called
+/// again and the client trusts no public CA, so only pinned endpoints (`Tls::Fingerprint`)
+/// and plain HTTP work. Never panics, unlike `reqwest::Client::default()`.
+pub fn client_with_system_roots_or_empty(make: impl Fn() -> reqwest::ClientBuilder) -> Result<reqwest::Client, Error> {
+    match make().build() {
+        Ok(c) => Ok(c),
+        Err(e) => {
+            tracing::warn!(
+                error = %error_chain(&e),
+                "no usable system CA store; HTTPS to public names is disabled (pinned Proxmox hosts still work)"
+            );
+            make()
+                .tls_certs_only(Vec::<reqwest::Certificate>::new())
+                .build()
+                .map_err(|e| Error::Invalid(format!("HTTP client: {}", error_chain(&e))))
+        }
+    }
+}
+
 /// Characters kept literal in a path segment; everything else is percent-encoded (so UPIDs
 /// with `:`, `@`, `!` and volids with `/` are one segment).
 const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
@@ -783,11 +803,45 @@ impl Client {
         self.put(&format!("{}/network", node_path(node)), &Params::new()).await
     }
 
+    /// `DELETE /nodes/{node}/network/{iface}`: stage the removal of an interface (apply
+    /// with [`Client::network_apply`]).
+    pub async fn network_delete_iface(&self, node: &str, iface: &str) -> Result<(), Error> {
+        let path = format!("{}/network/{}", node_path(node), encode_segment(iface));
+        let _: serde_json::Value = self.delete(&path, &Params::new()).await?;
+        Ok(())
+    }
+
+    /// `POST /access/users/{userid}/token/{tokenid}`: create an API token; the secret is in
+    /// the reply only.
+    pub async fn token_create(&self, userid: &str, tokenid: &str, privsep: bool, comment: &str) -> Result<NewToken, Error> {
+        let params = Params::new().flag("privsep", privsep).set("comment", comment);
+        self.post(&token_path(userid, tokenid), &params).await
+    }
+
+    /// `GET /access/users/{userid}/token/{tokenid}`: false when there is no such token.
+    pub async fn token_exists(&self, userid: &str, tokenid: &str) -> Result<bool, Error> {
+        match self.get::<serde_json::Value>(&token_path(userid, tokenid), &Params::new()).await {
+            Ok(_) => Ok(true),
+            Err(Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `DELETE /access/users/{userid}/token/{tokenid}`.
+    pub async fn token_delete(&self, userid: &str, tokenid: &str) -> Result<(), Error> {
+        let _: serde_json::Value = self.delete(&token_path(userid, tokenid), &Params::new()).await?;
+        Ok(())
+    }
+
     /// `DELETE /nodes/{node}/network`: drop staged changes.
     pub async fn network_revert(&self, node: &str) -> Result<(), Error> {
         let _: serde_json::Value = self.delete(&format!("{}/network", node_path(node)), &Params::new()).await?;
         Ok(())
     }
+}
+
+fn token_path(userid: &str, tokenid: &str) -> String {
+    format!("/access/users/{}/token/{}", encode_segment(userid), encode_segment(tokenid))
 }
 
 fn node_path(node: &str) -> String {

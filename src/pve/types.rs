@@ -728,6 +728,24 @@ pub struct AplInfo {
     pub sha512sum: Option<String>,
 }
 
+/// Reply of `POST /access/users/{userid}/token/{tokenid}`. `Debug` hides the secret.
+#[derive(Clone, Deserialize)]
+pub struct NewToken {
+    /// `user@realm!tokenid`.
+    #[serde(rename = "full-tokenid")]
+    pub full_tokenid: String,
+    /// The secret (shown once).
+    pub value: String,
+}
+
+impl std::fmt::Debug for NewToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewToken")
+            .field("full_tokenid", &self.full_tokenid)
+            .finish_non_exhaustive()
+    }
+}
+
 /// One entry of `GET /nodes/{node}/network`.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
 pub struct NetworkIface {

@@ -362,7 +362,9 @@ pub fn authenticate(sim: &Sim, method: &str, headers: &hyper::HeaderMap) -> Resu
         let Some((user, token, secret)) = auth::parse_token_header(a) else {
             return Err(unauthorized("Authentication failed!"));
         };
-        let ok = format!("{user}!{token}") == super::TOKEN_ID && auth::constant_eq(secret.as_bytes(), sim.cfg.token_secret.as_bytes());
+        let full = format!("{user}!{token}");
+        let ok = (full == super::TOKEN_ID && auth::constant_eq(secret.as_bytes(), sim.cfg.token_secret.as_bytes()))
+            || super::access::token_ok(sim, &full, &secret, now());
         return if ok {
             Ok(Identity { user, token: Some(token) })
         } else {
@@ -418,7 +420,7 @@ fn admin(sim: &Arc<Sim>, method: &str, path: &str, headers: &hyper::HeaderMap, b
 }
 
 async fn dispatch(sim: &Arc<Sim>, r: &Req, faults: &Faults) -> ApiResult {
-    use super::{cluster, lxc, network, storage};
+    use super::{access, cluster, lxc, network, storage};
     match (r.ep.method.as_str(), r.ep.path.as_str()) {
         ("GET", "/version") => cluster::version(),
         ("POST", "/access/ticket") => login(sim, r),
@@ -456,6 +458,10 @@ async fn dispatch(sim: &Arc<Sim>, r: &Req, faults: &Faults) -> ApiResult {
         ("POST", "/nodes/{node}/network") => network::create(sim, r),
         ("PUT", "/nodes/{node}/network") => network::apply(sim, r),
         ("DELETE", "/nodes/{node}/network") => network::revert(sim, r),
+        ("DELETE", "/nodes/{node}/network/{iface}") => network::delete_iface(sim, r),
+        ("POST", "/access/users/{userid}/token/{tokenid}") => access::create(sim, r),
+        ("GET", "/access/users/{userid}/token/{tokenid}") => access::read(sim, r),
+        ("DELETE", "/access/users/{userid}/token/{tokenid}") => access::delete(sim, r),
         (m, p) => Err(ApiError::new(501, format!("Method '{m} {p}' not implemented"))),
     }
 }

@@ -12,6 +12,7 @@
 //! vzdump/restore, aplinfo), [`network`] (stage/apply), [`ssh`] + [`shell`] + [`compose`] (the
 //! `pct` commands and the CT mini-OS), [`runtime`], [`faults`], [`state`], [`tls`].
 
+pub mod access;
 pub mod api;
 pub mod auth;
 pub mod cluster;

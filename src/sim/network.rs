@@ -130,3 +130,21 @@ pub fn revert(sim: &Arc<Sim>, r: &Req) -> ApiResult {
     sim.save();
     Ok(Reply::data(Value::Null))
 }
+
+/// `DELETE /nodes/{node}/network/{iface}` (stage the removal of an interface; synchronous,
+/// null; applied with `PUT`).
+pub fn delete_iface(sim: &Arc<Sim>, r: &Req) -> ApiResult {
+    let iface = r.params.str("iface").unwrap_or_default();
+    let mut st = sim.state.lock().expect("state");
+    let net = st.net.entry(r.node()).or_default();
+    let mut staged = net.staged.clone().unwrap_or_else(|| net.current.clone());
+    let before = staged.len();
+    staged.retain(|m| m.get("iface") != Some(&json!(iface)));
+    if staged.len() == before {
+        return Err(ApiError::die(format!("interface '{iface}' does not exist\n")));
+    }
+    net.staged = Some(staged);
+    drop(st);
+    sim.save();
+    Ok(Reply::data(Value::Null))
+}

@@ -10,6 +10,10 @@ use serde_json::{Map, Value};
 /// The embedded schema file.
 pub const SCHEMA_JSON: &str = include_str!("data/schema-subset.json");
 
+/// Endpoints the installer needs beyond the shared subset (API tokens of a user), taken
+/// verbatim from PVE 9.1's `apidata.json`; kept apart so the subset stays the shared file.
+pub const INSTALLER_SCHEMA_JSON: &str = include_str!("data/schema-installer.json");
+
 /// One path segment of an endpoint pattern.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Seg {
@@ -59,7 +63,15 @@ pub enum Lookup<'a> {
 /// The parsed, embedded schema.
 pub fn schema() -> &'static Schema {
     static S: OnceLock<Schema> = OnceLock::new();
-    S.get_or_init(|| Schema::parse(SCHEMA_JSON).expect("embedded schema parses"))
+    S.get_or_init(|| {
+        let mut s = Schema::parse(SCHEMA_JSON).expect("embedded schema parses");
+        s.endpoints.extend(
+            Schema::parse(INSTALLER_SCHEMA_JSON)
+                .expect("embedded installer schema parses")
+                .endpoints,
+        );
+        s
+    })
 }
 
 impl Schema {

@@ -657,13 +657,19 @@ fn service_exists(c: &super::state::Ct, svc: &str) -> bool {
     }
 }
 
+/// An OpenRC service exists when a package provides it or its script is in `/etc/init.d`.
+fn init_script(sim: &Sim, vmid: u32, svc: &str) -> bool {
+    !svc.contains('/') && sim.layout.ct_root(vmid).join("etc/init.d").join(svc).is_file()
+}
+
 fn rc_update(sim: &Sim, vmid: u32, args: &[String]) -> Output {
     let (Some(action), Some(svc)) = (args.first(), args.get(1)) else {
         return Output::ok(" docker | default\n");
     };
     let level = args.get(2).cloned().unwrap_or_else(|| "default".into());
+    let script = init_script(sim, vmid, svc);
     with_ct(sim, vmid, |c| {
-        if !service_exists(c, svc) {
+        if !script && !service_exists(c, svc) {
             return Output::err(1, format!(" * rc-update: service `{svc}' does not exist"));
         }
         match action.as_str() {
@@ -685,8 +691,9 @@ fn rc_update(sim: &Sim, vmid: u32, args: &[String]) -> Output {
 }
 
 fn service(sim: &Sim, vmid: u32, svc: &str, action: &str) -> Output {
+    let script = init_script(sim, vmid, svc);
     with_ct(sim, vmid, |c| {
-        if !service_exists(c, svc) {
+        if !script && !service_exists(c, svc) {
             return Output::err(1, format!(" * rc-service: service `{svc}' does not exist"));
         }
         let label = if svc == "docker" {

@@ -228,6 +228,9 @@ pub struct State {
     /// side (parallel tests) rarely hand out the same 127.x.y.z.
     #[serde(default)]
     pub addr_base: u32,
+    /// API tokens created through `/access/users/{userid}/token/{tokenid}`, by full id.
+    #[serde(default)]
+    pub tokens: BTreeMap<String, super::access::ApiToken>,
 }
 
 impl State {
