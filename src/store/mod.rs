@@ -131,13 +131,22 @@ impl std::fmt::Debug for Store {
     }
 }
 
+/// Page cache of the redb file. redb's default (1 GiB) lets the cache, and with it the
+/// daemon's RSS, grow with the file; the appliance's working set is a few MiB.
+pub const STORE_CACHE_BYTES: usize = 32 << 20;
+
 impl Store {
     /// Open (or create) the database file, checking its schema version.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| StoreError::Invalid(format!("cannot create {}: {e}", dir.display())))?;
         }
-        let db = Database::create(path).map_err(|source| StoreError::Open { path: path.into(), source })?;
+        let db = Database::builder()
+            .set_cache_size(STORE_CACHE_BYTES)
+            // A damaged or foreign file fails to open with an error instead of being trusted.
+            .set_check_integrity_on_open(true)
+            .create(path)
+            .map_err(|source| StoreError::Open { path: path.into(), source })?;
         let store = Store {
             db: Arc::new(db),
             path: path.into(),
