@@ -66,7 +66,7 @@ release: web
 STATIC_TARGET_DIR ?= target/static
 STATIC_BIN := $(STATIC_TARGET_DIR)/x86_64-unknown-linux-gnu/appliance/proximity
 static: web
-	RUSTFLAGS='-C target-feature=+crt-static' nice $(CARGO) build --profile appliance \
+	RUSTFLAGS='-C target-feature=+crt-static -C relocation-model=static' nice $(CARGO) build --profile appliance \
 	  --target x86_64-unknown-linux-gnu --target-dir $(STATIC_TARGET_DIR)
 	@file -L $(STATIC_BIN) | tee /dev/stderr | grep -Eq 'statically linked|static-pie linked' || { echo "error: $(STATIC_BIN) is not statically linked"; exit 1; }
 	@out=$$(ldd $(STATIC_BIN) 2>&1); echo "ldd: $$out"; \
