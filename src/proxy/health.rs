@@ -68,6 +68,9 @@ pub async fn run_active_checks(
         }
         let ups = routes.load().upstreams();
         health.retain(&ups.iter().map(|(a, _)| *a).collect::<Vec<_>>());
+        // Deleted apps stop being exported (and stop holding memory).
+        let live: Vec<&str> = ups.iter().map(|(_, app)| app.as_str()).collect();
+        metrics.retain_single_label("proximity_proxy_upstream_up", "app", &live);
         let probes = ups.into_iter().map(|(addr, app)| {
             let health = health.clone();
             let metrics = metrics.clone();

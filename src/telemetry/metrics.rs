@@ -155,6 +155,16 @@ impl Metrics {
         }
     }
 
+    /// Drop the series of family `name` whose only label `label` is not one of `keep`
+    /// (e.g. per-app gauges of apps that no longer exist).
+    pub fn retain_single_label(&self, name: &str, label: &str, keep: &[&str]) {
+        let keys: std::collections::BTreeSet<String> = keep.iter().map(|v| label_key(&[(label, v)])).collect();
+        let mut fams = self.families.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(fam) = fams.get_mut(name) {
+            fam.series.retain(|k, _| keys.contains(k));
+        }
+    }
+
     /// Render every series in the Prometheus text format (version 0.0.4).
     pub fn render(&self) -> String {
         let fams = self.families.lock().unwrap_or_else(|e| e.into_inner());
@@ -208,5 +218,17 @@ mod tests {
         assert!(t.contains("proximity_dhcp_leases 7"));
         assert!(t.contains("proximity_proxy_request_seconds_bucket{host=\"a\",le=\"0.005\"} 1"));
         assert!(t.contains("proximity_proxy_request_seconds_count{host=\"a\"} 1"));
+    }
+    #[test]
+    fn retain_single_label_drops_series_of_gone_values() {
+        let m = Metrics::new();
+        m.gauge("up", "h", &[("app", "a")]).set(1);
+        m.gauge("up", "h", &[("app", "b")]).set(1);
+        m.counter("other", "h", &[("app", "b")]).inc();
+        m.retain_single_label("up", "app", &["a"]);
+        let text = m.render();
+        assert!(text.contains("up{app=\"a\"} 1"), "{text}");
+        assert!(!text.contains("up{app=\"b\"}"), "{text}");
+        assert!(text.contains("other{app=\"b\"} 1"), "other families untouched: {text}");
     }
 }
