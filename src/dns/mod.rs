@@ -1,9 +1,13 @@
 //! DNS: authoritative `<domain>` + LAN reverse zone from the plan and named leases
 //! ([`zone`]), forwarding with a cache for LAN and loopback clients only, REFUSED for other
-//! names from everyone else (no open resolver). Served over UDP and TCP by hickory-server
-//! with our own [`RequestHandler`]; the zone is swapped through an `ArcSwap` whenever the
-//! plan or the leases change, so new records answer within milliseconds.
+//! names from everyone else (no open resolver). UDP is served by our own receive loop:
+//! plain `A` queries for local names are answered from the wire bytes ([`wire`], no
+//! allocation), everything else is decoded and answered by the full path shared with TCP,
+//! which hickory-server serves with our [`RequestHandler`]. The zone is swapped through an
+//! `ArcSwap` whenever the plan or the leases change, so new records answer within
+//! milliseconds.
 
+pub mod wire;
 pub mod zone;
 
 use std::collections::HashMap;
@@ -12,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
-use hickory_proto::op::{Message, MessageType, Metadata, OpCode, Query, ResponseCode};
+use hickory_proto::op::{Edns, Message, MessageType, Metadata, OpCode, Query, ResponseCode};
 use hickory_proto::rr::{DNSClass, Name, Record, RecordType};
 use hickory_server::net::runtime::Time;
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
@@ -316,6 +320,8 @@ struct DnsCounters {
     refused: Arc<Counter>,
     limited: Arc<Counter>,
     errors: Arc<Counter>,
+    overload: Arc<Counter>,
+    send_failed: Arc<Counter>,
 }
 
 /// The request handler: rate limit → decide → answer locally, forward or refuse.
@@ -327,16 +333,217 @@ pub struct Handler {
     c: DnsCounters,
 }
 
-#[async_trait::async_trait]
-impl RequestHandler for Handler {
-    async fn handle_request<R: ResponseHandler, T: Time>(&self, request: &Request, mut response_handle: R) -> ResponseInfo {
+/// A decided response before encoding: header and records.
+struct Reply {
+    md: Metadata,
+    answers: Vec<Record>,
+    authorities: Vec<Record>,
+}
+
+/// Concurrent UDP queries on the full path (decoding, forwarding); more are dropped and
+/// counted, so a flood of odd queries cannot pile up tasks.
+const UDP_FULL_PATH_TASKS: usize = 1024;
+
+/// Packets handled per readiness wake-up before the UDP loop yields to other tasks.
+const UDP_BATCH: usize = 256;
+
+/// The OPT record of a response to a request that carried `req` (RFC 6891: version 0, our
+/// payload size, DO echoed, no options).
+fn response_edns(req: &Edns) -> Edns {
+    let mut e = Edns::new();
+    e.set_max_payload(wire::EDNS_PAYLOAD);
+    e.set_version(0);
+    e.set_dnssec_ok(req.flags().dnssec_ok);
+    e
+}
+
+impl Handler {
+    /// The RA flag for `client`: forwarding is configured and the client may use it.
+    fn recursion_available(&self, client: IpAddr) -> bool {
+        self.forwarder.enabled() && zone::may_forward(client, self.lan)
+    }
+
+    /// Decide one decoded request (after the rate limit) and resolve forwards.
+    async fn reply(&self, req: &Metadata, qs: &[(Name, RecordType, DNSClass)], src: IpAddr) -> Reply {
+        let mut md = Metadata::response_from_request(req);
+        md.recursion_available = self.recursion_available(src);
+        let (mut answers, mut authorities) = (vec![], vec![]);
+        let zone = self.zone.load();
+        let decision = if req.message_type != MessageType::Query {
+            Decision::Error(ResponseCode::FormErr)
+        } else {
+            decide(&zone, self.lan, req.op_code, qs, src, self.forwarder.enabled())
+        };
+        match decision {
+            Decision::Local {
+                rcode,
+                answers: a,
+                authorities: n,
+            } => {
+                self.c.local.inc();
+                if rcode == ResponseCode::NXDomain {
+                    self.c.nxdomain.inc();
+                }
+                md.authoritative = true;
+                md.response_code = rcode;
+                (answers, authorities) = (a, n);
+            }
+            Decision::Forward => {
+                self.c.forwarded.inc();
+                let (name, qtype, class) = &qs[0];
+                match self.forwarder.resolve(name, *qtype, *class).await {
+                    Some((rcode, a, n)) => {
+                        md.response_code = rcode;
+                        (answers, authorities) = (a, n);
+                    }
+                    None => {
+                        self.c.cache_miss_fail.inc();
+                        md.response_code = ResponseCode::ServFail;
+                    }
+                }
+            }
+            Decision::Refused => {
+                self.c.refused.inc();
+                md.response_code = ResponseCode::Refused;
+            }
+            Decision::Error(code) => {
+                self.c.errors.inc();
+                md.response_code = code;
+            }
+        }
+        Reply { md, answers, authorities }
+    }
+
+    /// One UDP datagram: rate limit, the wire fast path, else the full path in a task.
+    fn on_datagram(
+        self: &Arc<Self>,
+        sock: &Arc<tokio::net::UdpSocket>,
+        req: &[u8],
+        src: SocketAddr,
+        out: &mut [u8],
+        slots: &Arc<tokio::sync::Semaphore>,
+    ) {
+        if src.port() == 0 {
+            return; // nothing can be sent back to port 0
+        }
         self.c.queries.inc();
-        let src = request.src().ip();
-        let builder = MessageResponseBuilder::new(&request.queries, request.edns.as_ref());
-        let mut md = Metadata::response_from_request(&request.metadata);
-        md.recursion_available = self.forwarder.enabled() && zone::may_forward(src, self.lan);
-        if !self.limit.allow(src) {
+        let ip = src.ip();
+        let ra = self.recursion_available(ip);
+        if !self.limit.allow(ip) {
             self.c.limited.inc();
+            if let Some(resp) = wire::error_response(req, wire::RCODE_REFUSED, ra) {
+                self.send_now(sock, &resp, src);
+            }
+            return;
+        }
+        if let Some(n) = wire::answer_local_a(&self.zone.load(), req, ip, ra, out) {
+            self.c.local.inc();
+            self.send_now(sock, &out[..n], src);
+            return;
+        }
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            self.c.overload.inc();
+            return;
+        };
+        let (this, sock, req) = (self.clone(), sock.clone(), req.to_vec());
+        tokio::spawn(async move {
+            let _permit = permit;
+            if let Some(resp) = this.full_udp(&req, ip, ra).await
+                && let Err(e) = sock.send_to(&resp, src).await
+            {
+                tracing::debug!(error = %e, "dns send failed");
+            }
+        });
+    }
+
+    fn send_now(&self, sock: &tokio::net::UdpSocket, resp: &[u8], dst: SocketAddr) {
+        // A full send buffer drops the answer like the network would; the client retries.
+        if let Err(e) = sock.try_send_to(resp, dst) {
+            self.c.send_failed.inc();
+            tracing::debug!(error = %e, "dns send failed");
+        }
+    }
+
+    /// The full path for one UDP request: decode, decide, encode within the client's
+    /// size limit (512 bytes, or its EDNS payload), truncating (TC) when the answer is larger.
+    async fn full_udp(&self, bytes: &[u8], src: IpAddr, ra: bool) -> Option<Vec<u8>> {
+        let req = match Message::from_vec(bytes) {
+            Ok(m) => m,
+            Err(_) => {
+                self.c.errors.inc();
+                return wire::error_response(bytes, wire::RCODE_FORMERR, ra);
+            }
+        };
+        if req.metadata.message_type != MessageType::Query {
+            return None; // never answer responses (reflection)
+        }
+        let qs = query_tuples(&req.queries);
+        let r = self.reply(&req.metadata, &qs, src).await;
+        let limit = req.edns.as_ref().map_or(512, |e| usize::from(e.max_payload().max(512)));
+        let mut resp = Message::new(req.metadata.id, MessageType::Response, req.metadata.op_code);
+        resp.metadata = r.md;
+        resp.queries = req.queries;
+        resp.answers = r.answers;
+        resp.authorities = r.authorities;
+        resp.edns = req.edns.as_ref().map(response_edns);
+        let bytes = resp.to_vec().ok()?;
+        if bytes.len() <= limit {
+            return Some(bytes);
+        }
+        resp.metadata.truncation = true;
+        resp.answers.clear();
+        resp.authorities.clear();
+        resp.to_vec().ok()
+    }
+}
+
+fn query_tuples(qs: &[Query]) -> Vec<(Name, RecordType, DNSClass)> {
+    qs.iter().map(|q| (q.name().clone(), q.query_type(), q.query_class())).collect()
+}
+
+/// Serve one UDP socket until `shutdown`: drain every datagram at each wake-up.
+async fn serve_udp(sock: tokio::net::UdpSocket, handler: Arc<Handler>, shutdown: tokio_util::sync::CancellationToken) {
+    let sock = Arc::new(sock);
+    let slots = Arc::new(tokio::sync::Semaphore::new(UDP_FULL_PATH_TASKS));
+    let mut buf = vec![0u8; 4096];
+    let mut out = [0u8; wire::MAX_FAST_RESPONSE];
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            r = sock.readable() => if let Err(e) = r {
+                tracing::warn!(error = %e, "dns udp socket failed");
+                break;
+            }
+        }
+        for _ in 0..UDP_BATCH {
+            match sock.try_recv_from(&mut buf) {
+                Ok((n, src)) => handler.on_datagram(&sock, &buf[..n], src, &mut out, &slots),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) => {
+                    // ICMP errors of earlier sends surface here; the socket stays usable.
+                    tracing::debug!(error = %e, "dns udp receive error");
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// The TCP side (served by hickory-server): the same decisions as UDP, no size limit.
+pub struct TcpHandler(Arc<Handler>);
+
+#[async_trait::async_trait]
+impl RequestHandler for TcpHandler {
+    async fn handle_request<R: ResponseHandler, T: Time>(&self, request: &Request, mut response_handle: R) -> ResponseInfo {
+        let this = &self.0;
+        this.c.queries.inc();
+        let src = request.src().ip();
+        let edns = request.edns.as_ref().map(response_edns);
+        let builder = MessageResponseBuilder::new(&request.queries, edns.as_ref());
+        if !this.limit.allow(src) {
+            this.c.limited.inc();
+            let mut md = Metadata::response_from_request(&request.metadata);
+            md.recursion_available = this.recursion_available(src);
             md.response_code = ResponseCode::Refused;
             return send(&mut response_handle, builder.build_no_records(md), &request.metadata).await;
         }
@@ -349,54 +556,9 @@ impl RequestHandler for Handler {
                 (o.name().clone(), o.query_type(), o.query_class())
             })
             .collect();
-        let zone = self.zone.load();
-        let decision = if request.metadata.message_type != MessageType::Query {
-            Decision::Error(ResponseCode::FormErr)
-        } else {
-            decide(&zone, self.lan, request.metadata.op_code, &qs, src, self.forwarder.enabled())
-        };
-        match decision {
-            Decision::Local {
-                rcode,
-                answers,
-                authorities,
-            } => {
-                self.c.local.inc();
-                if rcode == ResponseCode::NXDomain {
-                    self.c.nxdomain.inc();
-                }
-                md.authoritative = true;
-                md.response_code = rcode;
-                let resp = builder.build(md, answers.iter(), authorities.iter(), std::iter::empty(), std::iter::empty());
-                send(&mut response_handle, resp, &request.metadata).await
-            }
-            Decision::Forward => {
-                self.c.forwarded.inc();
-                let (name, qtype, class) = &qs[0];
-                match self.forwarder.resolve(name, *qtype, *class).await {
-                    Some((rcode, answers, authorities)) => {
-                        md.response_code = rcode;
-                        let resp = builder.build(md, answers.iter(), authorities.iter(), std::iter::empty(), std::iter::empty());
-                        send(&mut response_handle, resp, &request.metadata).await
-                    }
-                    None => {
-                        self.c.cache_miss_fail.inc();
-                        md.response_code = ResponseCode::ServFail;
-                        send(&mut response_handle, builder.build_no_records(md), &request.metadata).await
-                    }
-                }
-            }
-            Decision::Refused => {
-                self.c.refused.inc();
-                md.response_code = ResponseCode::Refused;
-                send(&mut response_handle, builder.build_no_records(md), &request.metadata).await
-            }
-            Decision::Error(code) => {
-                self.c.errors.inc();
-                md.response_code = code;
-                send(&mut response_handle, builder.build_no_records(md), &request.metadata).await
-            }
-        }
+        let r = this.reply(&request.metadata, &qs, src).await;
+        let resp = builder.build(r.md, r.answers.iter(), r.authorities.iter(), std::iter::empty(), std::iter::empty());
+        send(&mut response_handle, resp, &request.metadata).await
     }
 }
 
@@ -479,7 +641,7 @@ pub async fn run(ctx: Context, sockets: DnsSockets, board: LeaseBoard, wan: Opti
         Duration::from_millis(ctx.config.dns.upstream_timeout_ms),
         ctx.config.dns.cache_size.max(16),
     ));
-    let handler = Handler {
+    let handler = Arc::new(Handler {
         zone: zone.clone(),
         lan: ctx.config.network.lan_address,
         forwarder: forwarder.clone(),
@@ -496,12 +658,16 @@ pub async fn run(ctx: Context, sockets: DnsSockets, board: LeaseBoard, wan: Opti
             refused: by("refused"),
             limited: by("rate_limited"),
             errors: by("error"),
+            overload: by("dropped_overload"),
+            send_failed: by("send_failed"),
         },
-    };
-    let mut server = hickory_server::Server::new(handler);
+    });
+    let mut udp_tasks = Vec::new();
     for u in sockets.udp {
-        server.register_socket(tokio::net::UdpSocket::from_std(u)?);
+        let sock = tokio::net::UdpSocket::from_std(u)?;
+        udp_tasks.push(tokio::spawn(serve_udp(sock, handler.clone(), ctx.shutdown.clone())));
     }
+    let mut server = hickory_server::Server::new(TcpHandler(handler));
     for t in sockets.tcp {
         server.register_listener(tokio::net::TcpListener::from_std(t)?, Duration::from_secs(10), 32);
     }
@@ -520,6 +686,9 @@ pub async fn run(ctx: Context, sockets: DnsSockets, board: LeaseBoard, wan: Opti
         tracing::debug!("dns zone rebuilt");
     }
     let _ = tokio::time::timeout(Duration::from_secs(2), server.shutdown_gracefully()).await;
+    for t in udp_tasks {
+        let _ = t.await;
+    }
     Ok(())
 }
 

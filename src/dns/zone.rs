@@ -208,6 +208,25 @@ impl Zone {
         }
     }
 
+    /// TTL of local answers.
+    pub fn ttl(&self) -> u32 {
+        self.settings.ttl
+    }
+
+    /// The `A` answer for `key` (lower-case, no trailing dot) when it is a name of this
+    /// zone; the same address [`Zone::lookup`] gives (used by the wire fast path).
+    pub fn local_a(&self, key: &str, client: IpAddr) -> Option<Ipv4Addr> {
+        let under =
+            key.len() > self.domain.len() && key.ends_with(&self.domain) && key.as_bytes()[key.len() - self.domain.len() - 1] == b'.';
+        if !under {
+            return None;
+        }
+        match self.names.get(key)? {
+            Target::Appliance => Some(self.facing(client)),
+            Target::Fixed(ip) => Some(*ip),
+        }
+    }
+
     /// Answer `qname`/`qtype` for `client` from local data.
     pub fn lookup(&self, qname: &Name, qtype: RecordType, client: IpAddr) -> Answer {
         let key = key_of(qname);
