@@ -8,7 +8,7 @@ mod common;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{Proc, bin, free_port, write_api_only_config};
+use common::{Proc, bin, free_port, setup_admin, write_sim_config};
 use serde_json::{Value, json};
 
 struct Api {
@@ -54,24 +54,8 @@ async fn deploy_follow_job_act_and_delete_through_the_api() {
         .await
         .expect("simulator");
 
-    // The appliance's SSH key (generated the way the daemon does) authorised in the simulator.
-    let data = dir.path().join("data");
-    std::fs::create_dir_all(&data).unwrap();
-    {
-        let store = proximity::store::Store::open(&data.join("proximity.redb")).unwrap();
-        let secrets = proximity::secrets::SecretBox::open_or_create(&data.join("secret.key")).unwrap();
-        let key = proximity::pve::ssh::SshKey::load_or_create(&store, &secrets).unwrap();
-        sim.authorize_ssh_key(&key.public_openssh()).unwrap();
-    }
-
     let port = free_port();
-    let cfg = write_api_only_config(dir.path(), port);
-    let mut text = std::fs::read_to_string(&cfg).unwrap();
-    text.push_str(&format!(
-        "[[pve_hosts]]\nname = \"sim\"\nurl = \"https://{}\"\ntoken_id = \"{}\"\ntoken_secret = \"{}\"\nfingerprint = \"{}\"\nssh = \"{}\"\nssh_user = \"root\"\n",
-        sim.api_addr, sim.token_id, sim.token_secret, sim.fingerprint, sim.ssh_addr
-    ));
-    std::fs::write(&cfg, text).unwrap();
+    let cfg = write_sim_config(dir.path(), port, &sim, "");
     let mut p = Proc::spawn({
         let mut c = Command::new(bin());
         c.args(["serve", "--config"]).arg(&cfg);
@@ -84,17 +68,7 @@ async fn deploy_follow_job_act_and_delete_through_the_api() {
         base: format!("http://127.0.0.1:{port}/api/v1"),
     };
     use reqwest::Method as M;
-    let r: Value = api
-        .c
-        .post(format!("{}/auth/setup", api.base))
-        .json(&json!({"username":"admin","password":"admin-password-1"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let admin = r["access_token"].as_str().unwrap().to_string();
+    let admin = setup_admin(&api.c, &api.base, "admin", "admin-password-1").await;
     let mut tokens = Vec::new();
     for name in ["bob", "carol"] {
         let (s, _, _) = api

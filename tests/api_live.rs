@@ -7,7 +7,7 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{Proc, bin, free_port, skip, write_api_only_config};
+use common::{Proc, bin, free_port, setup_admin, skip, write_api_only_config};
 use serde_json::{Value, json};
 
 fn client() -> reqwest::Client {
@@ -337,16 +337,7 @@ async fn schemathesis_finds_no_server_errors_or_schema_violations() {
     let _p = serve(dir.path(), port, &[]);
     let base = format!("http://127.0.0.1:{port}");
     let c = client();
-    let r: Value = c
-        .post(format!("{base}/api/v1/auth/setup"))
-        .json(&json!({"username":"admin","password":"schemathesis-admin"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let access = r["access_token"].as_str().unwrap();
+    let access = &setup_admin(&c, &format!("{base}/api/v1"), "admin", "schemathesis-admin").await;
     let r: Value = c
         .post(format!("{base}/api/v1/tokens"))
         .bearer_auth(access)

@@ -13,7 +13,7 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{Proc, bin, free_port, free_udp_tcp_port, write_api_only_config};
+use common::{Proc, bin, free_port, free_udp_tcp_port, setup_admin, write_sim_config};
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio_tungstenite::WebSocketStream;
@@ -421,24 +421,8 @@ async fn idle_console_is_closed_with_its_reason() {
     let sim = proximity::sim::start(proximity::sim::SimConfig::new(dir.path().join("sim")))
         .await
         .expect("simulator");
-    let data = dir.path().join("data");
-    std::fs::create_dir_all(&data).unwrap();
-    {
-        let store = proximity::store::Store::open(&data.join("proximity.redb")).unwrap();
-        let secrets = proximity::secrets::SecretBox::open_or_create(&data.join("secret.key")).unwrap();
-        let key = proximity::pve::ssh::SshKey::load_or_create(&store, &secrets).unwrap();
-        sim.authorize_ssh_key(&key.public_openssh()).unwrap();
-    }
     let port = free_port();
-    let cfg = write_api_only_config(dir.path(), port);
-    let mut text = std::fs::read_to_string(&cfg).unwrap();
-    assert!(text.trim_end().ends_with(']'), "[api] is the last table: {text}");
-    text.push_str("console_idle_secs = 10\n");
-    text.push_str(&format!(
-        "[[pve_hosts]]\nname = \"sim\"\nurl = \"https://{}\"\ntoken_id = \"{}\"\ntoken_secret = \"{}\"\nfingerprint = \"{}\"\nssh = \"{}\"\nssh_user = \"root\"\n",
-        sim.api_addr, sim.token_id, sim.token_secret, sim.fingerprint, sim.ssh_addr
-    ));
-    std::fs::write(&cfg, text).unwrap();
+    let cfg = write_sim_config(dir.path(), port, &sim, "console_idle_secs = 10\n");
     let mut p = Proc::spawn({
         let mut c = Command::new(bin());
         c.args(["serve", "--config"]).arg(&cfg);
@@ -447,16 +431,7 @@ async fn idle_console_is_closed_with_its_reason() {
     p.wait_ready();
     let base = format!("http://127.0.0.1:{port}/api/v1");
     let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
-    let r: Value = http
-        .post(format!("{base}/auth/setup"))
-        .json(&json!({"username": "admin", "password": "admin-password-1"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let tok = r["access_token"].as_str().unwrap().to_string();
+    let tok = setup_admin(&http, &base, "admin", "admin-password-1").await;
     let call = |m: reqwest::Method, path: String, body: Option<Value>| {
         let mut rb = http.request(m, format!("{base}{path}")).bearer_auth(&tok);
         if let Some(b) = body {

@@ -82,10 +82,13 @@ async fn sigkill_mid_deploy_at_pipeline_steps_recovers() {
         latency_ms: 120,
         slow_task_ms: Some(1500),
         exec_delay_ms: Some(700),
+        // The app answers 503 for a while after `compose up`: the health step lasts long
+        // enough to be hit.
+        app_warmup_ms: Some(3000),
         ..Default::default()
     };
     let mut hit = Vec::new();
-    for step in ["place", "template", "create_ct", "start", "install_docker", "compose_up"] {
+    for step in ["place", "template", "create_ct", "start", "install_docker", "compose_up", "health"] {
         let host = format!("c-{}", step.replace('_', "-"));
         env.sim.set_faults(holds.clone());
         let (app, job) = api.deploy("whoami", &host).await;

@@ -25,6 +25,9 @@ pub struct Faults {
     pub slow_task_ms: Option<u64>,
     /// Every command run over SSH (`pct exec`, `pct push`, ...) is delayed this long.
     pub exec_delay_ms: Option<u64>,
+    /// App servers started by `docker compose up` answer `503 starting` for this long (a
+    /// slow-starting app: the deploy's health step waits for it).
+    pub app_warmup_ms: Option<u64>,
     /// Delay of 401 replies (PVE delays them by about 3000 ms).
     pub auth_fail_delay_ms: u64,
     /// Mimic PVE before 8.3: error bodies without `message`.

@@ -175,3 +175,48 @@ listen = ["127.0.0.1:{api_port}"]
     std::fs::write(&p, text).unwrap();
     p
 }
+
+/// Authorise in the simulator the SSH key that a daemon with data directory `data` will
+/// use (created exactly as the daemon creates it, so the daemon finds it on start).
+pub fn authorize_appliance_key(sim: &proximity::sim::SimHandle, data: &Path) {
+    std::fs::create_dir_all(data).unwrap();
+    let store = proximity::store::Store::open(&data.join("proximity.redb")).unwrap();
+    let secrets = proximity::secrets::SecretBox::open_or_create(&data.join("secret.key")).unwrap();
+    let key = proximity::pve::ssh::SshKey::load_or_create(&store, &secrets).unwrap();
+    sim.authorize_ssh_key(&key.public_openssh()).unwrap();
+}
+
+/// The `[[pve_hosts]]` table (host name `sim`) that points a daemon at the simulator.
+pub fn sim_host_toml(sim: &proximity::sim::SimHandle) -> String {
+    format!(
+        "[[pve_hosts]]\nname = \"sim\"\nurl = \"https://{}\"\ntoken_id = \"{}\"\ntoken_secret = \"{}\"\nfingerprint = \"{}\"\nssh = \"{}\"\nssh_user = \"root\"\n",
+        sim.api_addr, sim.token_id, sim.token_secret, sim.fingerprint, sim.ssh_addr
+    )
+}
+
+/// [`write_api_only_config`] plus `api_extra` lines in `[api]` and the simulator as PVE
+/// host, with the appliance SSH key authorised there; returns the config path.
+pub fn write_sim_config(dir: &Path, api_port: u16, sim: &proximity::sim::SimHandle, api_extra: &str) -> PathBuf {
+    authorize_appliance_key(sim, &dir.join("data"));
+    let cfg = write_api_only_config(dir, api_port);
+    let mut text = std::fs::read_to_string(&cfg).unwrap();
+    assert!(text.trim_end().ends_with(']'), "[api] is the last table: {text}");
+    text.push_str(api_extra);
+    text.push_str(&sim_host_toml(sim));
+    std::fs::write(&cfg, text).unwrap();
+    cfg
+}
+
+/// Create the first admin through `POST {api_base}/auth/setup` (`api_base` ends in
+/// `/api/v1`); returns its access token.
+pub async fn setup_admin(http: &reqwest::Client, api_base: &str, username: &str, password: &str) -> String {
+    let r = http
+        .post(format!("{api_base}/auth/setup"))
+        .json(&serde_json::json!({"username": username, "password": password}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 201, "first-run setup");
+    let v: serde_json::Value = r.json().await.unwrap();
+    v["access_token"].as_str().expect("access_token").to_string()
+}

@@ -108,6 +108,8 @@ impl AppServers {
                 let std_listener = sim.runtime.listen(vmid, loop_ip, *hport).await?;
                 let listener = tokio::net::TcpListener::from_std(std_listener).map_err(|e| e.to_string())?;
                 let cancel = sim.shutdown.child_token();
+                let warmup = sim.faults.lock().expect("faults").app_warmup_ms.unwrap_or(0);
+                let ready_at = tokio::time::Instant::now() + std::time::Duration::from_millis(warmup);
                 let page = AppPage {
                     project: project.name.clone(),
                     service: svc.name.clone(),
@@ -116,7 +118,7 @@ impl AppServers {
                     vmid,
                     container_port: *cport,
                 };
-                sim.tracker.spawn(serve_app(listener, Arc::new(page), cancel.clone()));
+                sim.tracker.spawn(serve_app(listener, Arc::new(page), ready_at, cancel.clone()));
                 self.inner.lock().expect("apps").entry(vmid).or_default().push(RunningApp {
                     project: project.dir.clone(),
                     service: svc.name.clone(),
@@ -204,7 +206,7 @@ impl AppPage {
     }
 }
 
-async fn serve_app(listener: tokio::net::TcpListener, page: Arc<AppPage>, cancel: CancellationToken) {
+async fn serve_app(listener: tokio::net::TcpListener, page: Arc<AppPage>, ready_at: tokio::time::Instant, cancel: CancellationToken) {
     loop {
         let (tcp, _) = tokio::select! {
             _ = cancel.cancelled() => return,
@@ -217,6 +219,7 @@ async fn serve_app(listener: tokio::net::TcpListener, page: Arc<AppPage>, cancel
                 let page = page.clone();
                 async move {
                     let (status, ctype, body) = match req.uri().path() {
+                        _ if tokio::time::Instant::now() < ready_at => (503, "text/plain; charset=utf-8", "starting\n".to_string()),
                         "/healthz" => (200, "text/plain; charset=utf-8", "ok\n".to_string()),
                         _ => (200, "text/html; charset=utf-8", page.html()),
                     };
