@@ -1084,9 +1084,9 @@ async fn jobs_visibility_and_live_events() {
     assert_eq!(names, ["snapshot", "step", "progress", "log", "state"], "{text}");
     assert!(!text.contains("ignored"));
 
-    // Open streams are bounded: the 65th is refused with 503 + Retry-After.
+    // Open streams are bounded per user: beyond api.sse_max_per_user → 429 + Retry-After.
     let mut open = Vec::new();
-    for _ in 0..proximity::api::MAX_SSE {
+    for _ in 0..proximity::config::Config::default().api.sse_max_per_user {
         let req = Request::get("/api/v1/jobs/job-1/events")
             .header(header::AUTHORIZATION, format!("Bearer {bob}"))
             .body(Body::empty())
@@ -1096,7 +1096,7 @@ async fn jobs_visibility_and_live_events() {
         open.push(resp);
     }
     let r = t.call(Method::GET, "/api/v1/jobs/job-1/events", Some(&bob), None).await;
-    is_problem(&r, StatusCode::SERVICE_UNAVAILABLE);
+    is_problem(&r, StatusCode::TOO_MANY_REQUESTS);
     assert!(r.headers.get(header::RETRY_AFTER).is_some());
     drop(open);
     let req = Request::get("/api/v1/jobs/job-1/events")
