@@ -1237,6 +1237,29 @@ async fn audit_records_state_changes_without_secrets() {
         &t.call(Method::GET, "/api/v1/audit?per_page=9999", Some(&admin), None).await,
         "per_page",
     );
+    // Pages are windows of the newest-first list.
+    let all = t.call(Method::GET, "/api/v1/audit?per_page=500", Some(&admin), None).await;
+    let ids = |r: &Resp| -> Vec<String> {
+        r.body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let all_ids = ids(&all);
+    assert!(all_ids.len() >= 3, "{}", all.text);
+    let mut sorted = all_ids.clone();
+    sorted.sort();
+    sorted.reverse();
+    assert_eq!(all_ids, sorted, "newest first");
+    let p1 = t.call(Method::GET, "/api/v1/audit?per_page=2&page=1", Some(&admin), None).await;
+    let p2 = t.call(Method::GET, "/api/v1/audit?per_page=2&page=2", Some(&admin), None).await;
+    assert_eq!(ids(&p1), all_ids[..2].to_vec());
+    assert_eq!(ids(&p2), all_ids[2..all_ids.len().min(4)].to_vec());
+    assert_eq!(p2.body["total"], all.body["total"]);
+    let far = t.call(Method::GET, "/api/v1/audit?per_page=2&page=999", Some(&admin), None).await;
+    assert!(far.body["items"].as_array().unwrap().is_empty(), "{}", far.text);
 }
 
 #[tokio::test]

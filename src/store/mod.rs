@@ -283,6 +283,22 @@ impl Store {
         Ok(out)
     }
 
+    /// Call `f` with each record of a table in key order, one at a time: unlike
+    /// [`Store::list`] the table is never held in memory at once.
+    pub fn visit<V: Serialize + DeserializeOwned>(&self, table: Table<V>, mut f: impl FnMut(&str, V)) -> Result<(), StoreError> {
+        let tx = self.db.begin_read()?;
+        let t = match tx.open_table(table.def()) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(()),
+            Err(e) => return Err(e.into()),
+        };
+        for item in t.iter()? {
+            let (k, v) = item?;
+            f(k.value(), decode(table.name, k.value(), v.value())?);
+        }
+        Ok(())
+    }
+
     /// Number of records in a table.
     pub fn count<V: Serialize + DeserializeOwned>(&self, table: Table<V>) -> Result<u64, StoreError> {
         let tx = self.db.begin_read()?;

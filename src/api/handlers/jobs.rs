@@ -94,24 +94,28 @@ pub async fn list(State(api): State<ApiState>, p: Principal, Query(q): Query<Job
         errs.add("limit", "must be between 1 and 500");
     }
     errs.finish()?;
-    let mut jobs: Vec<serde_json::Value> = api
-        .ctx
-        .store
-        .list(JOBS)?
-        .into_iter()
-        .map(|(_, j)| j)
-        .filter(|j| p.can_see(owner_of(j)))
-        .filter(|j| {
-            q.target
+    // Newest first, holding at most 2 × limit jobs at a time (the history has up to
+    // `jobs.keep_finished` of them; reading all at once made each list call's memory grow
+    // with it).
+    let created = |j: &serde_json::Value| j.get("created_at").and_then(|v| v.as_i64()).unwrap_or(0);
+    let newest_first = |jobs: &mut Vec<serde_json::Value>| {
+        jobs.sort_by(|a, b| created(b).cmp(&created(a)));
+        jobs.truncate(limit);
+    };
+    let mut jobs: Vec<serde_json::Value> = Vec::with_capacity(2 * limit);
+    api.ctx.store.visit(JOBS, |_, j| {
+        let wanted = p.can_see(owner_of(&j))
+            && q.target
                 .as_deref()
-                .is_none_or(|t| j.get("target").and_then(|v| v.as_str()) == Some(t))
-        })
-        .collect();
-    jobs.sort_by(|a, b| {
-        let k = |j: &serde_json::Value| j.get("created_at").map(|v| v.to_string()).unwrap_or_default();
-        k(b).cmp(&k(a))
-    });
-    jobs.truncate(limit);
+                .is_none_or(|t| j.get("target").and_then(|v| v.as_str()) == Some(t));
+        if wanted {
+            jobs.push(j);
+            if jobs.len() >= 2 * limit {
+                newest_first(&mut jobs);
+            }
+        }
+    })?;
+    newest_first(&mut jobs);
     jobs.iter_mut().for_each(redact);
     Ok(Json(jobs))
 }
