@@ -100,7 +100,7 @@ async fn security_checks_on_the_real_daemon() {
                 public.insert(id);
                 continue;
             }
-            let url = format!("{root}{}", path.replace('{', "").replace('}', ""));
+            let url = format!("{root}{}", path.replace(['{', '}'], ""));
             let mut rb = plain.request(m.clone(), &url);
             if m != M::GET && m != M::DELETE {
                 rb = rb.json(&json!({}));

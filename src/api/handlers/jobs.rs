@@ -99,7 +99,7 @@ pub async fn list(State(api): State<ApiState>, p: Principal, Query(q): Query<Job
     // with it).
     let created = |j: &serde_json::Value| j.get("created_at").and_then(|v| v.as_i64()).unwrap_or(0);
     let newest_first = |jobs: &mut Vec<serde_json::Value>| {
-        jobs.sort_by(|a, b| created(b).cmp(&created(a)));
+        jobs.sort_by_key(|j| std::cmp::Reverse(created(j)));
         jobs.truncate(limit);
     };
     let mut jobs: Vec<serde_json::Value> = Vec::with_capacity(2 * limit);
