@@ -85,7 +85,7 @@ test-rust:
 test-fuzz:
 	tests/fuzz/run.sh 5
 
-# Crash safety, limits, faults and the 20 s soak smoke (SOAK_SECS unset) run in test-rust
+# Crash safety, limits, faults, security checks and the 20 s soak smoke (SOAK_SECS unset) run in test-rust
 # (cargo test); this writes tests/RELIABILITY.md from everything they and the fuzz recorded.
 test-reliability:
 	python3 tests/reliability/report.py

@@ -10,7 +10,8 @@ use crate::supervisor::{Context, Supervisor};
 /// Open storage, bind and start every enabled service. Fails (naming the service and
 /// port) before anything runs if a socket cannot be bound.
 pub async fn start(config: Config) -> anyhow::Result<Supervisor> {
-    let store = Store::open(&config.db_path()).with_context(|| format!("opening the database in {}", config.data_dir.display()))?;
+    let store = Store::open_with_cache(&config.db_path(), config.store_cache_bytes)
+        .with_context(|| format!("opening the database in {}", config.data_dir.display()))?;
     let ctx = Context::new(config, store)?;
     start_with(ctx).await
 }

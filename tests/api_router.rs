@@ -1084,9 +1084,9 @@ async fn jobs_visibility_and_live_events() {
     assert_eq!(names, ["snapshot", "step", "progress", "log", "state"], "{text}");
     assert!(!text.contains("ignored"));
 
-    // Open streams are bounded: the 65th is refused with 503 + Retry-After.
+    // Open streams are bounded per user: beyond api.sse_max_per_user → 429 + Retry-After.
     let mut open = Vec::new();
-    for _ in 0..proximity::api::MAX_SSE {
+    for _ in 0..proximity::config::Config::default().api.sse_max_per_user {
         let req = Request::get("/api/v1/jobs/job-1/events")
             .header(header::AUTHORIZATION, format!("Bearer {bob}"))
             .body(Body::empty())
@@ -1096,7 +1096,7 @@ async fn jobs_visibility_and_live_events() {
         open.push(resp);
     }
     let r = t.call(Method::GET, "/api/v1/jobs/job-1/events", Some(&bob), None).await;
-    is_problem(&r, StatusCode::SERVICE_UNAVAILABLE);
+    is_problem(&r, StatusCode::TOO_MANY_REQUESTS);
     assert!(r.headers.get(header::RETRY_AFTER).is_some());
     drop(open);
     let req = Request::get("/api/v1/jobs/job-1/events")
@@ -1237,6 +1237,29 @@ async fn audit_records_state_changes_without_secrets() {
         &t.call(Method::GET, "/api/v1/audit?per_page=9999", Some(&admin), None).await,
         "per_page",
     );
+    // Pages are windows of the newest-first list.
+    let all = t.call(Method::GET, "/api/v1/audit?per_page=500", Some(&admin), None).await;
+    let ids = |r: &Resp| -> Vec<String> {
+        r.body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let all_ids = ids(&all);
+    assert!(all_ids.len() >= 3, "{}", all.text);
+    let mut sorted = all_ids.clone();
+    sorted.sort();
+    sorted.reverse();
+    assert_eq!(all_ids, sorted, "newest first");
+    let p1 = t.call(Method::GET, "/api/v1/audit?per_page=2&page=1", Some(&admin), None).await;
+    let p2 = t.call(Method::GET, "/api/v1/audit?per_page=2&page=2", Some(&admin), None).await;
+    assert_eq!(ids(&p1), all_ids[..2].to_vec());
+    assert_eq!(ids(&p2), all_ids[2..all_ids.len().min(4)].to_vec());
+    assert_eq!(p2.body["total"], all.body["total"]);
+    let far = t.call(Method::GET, "/api/v1/audit?per_page=2&page=999", Some(&admin), None).await;
+    assert!(far.body["items"].as_array().unwrap().is_empty(), "{}", far.text);
 }
 
 #[tokio::test]

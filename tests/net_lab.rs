@@ -24,6 +24,19 @@ const WAN_APPL: &str = "172.31.7.2";
 const WAN_HOST: &str = "172.31.7.1";
 const NET_HOST: &str = "198.18.0.10";
 
+/// Record a security check that held (the test asserts first) in
+/// `target/reliability/lab.jsonl` for tests/RELIABILITY.md.
+fn held(name: &str, detail: &str) {
+    use std::io::Write as _;
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/reliability");
+    let _ = std::fs::create_dir_all(&dir);
+    let line = serde_json::json!({"kind": "check", "name": name, "passed": true, "detail": detail,
+        "ts": proximity::sim::now(), "test": "net_lab"});
+    if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("lab.jsonl")) {
+        let _ = writeln!(f, "{line}");
+    }
+}
+
 fn sh(args: &[&str]) -> Output {
     Command::new(args[0]).args(&args[1..]).stdin(Stdio::null()).output().expect("spawn")
 }
@@ -399,6 +412,7 @@ fn network_plane_lab() {
         15,
     );
     assert!(!text(&o).contains("lease of"), "WAN got a lease: {}", text(&o));
+    held("no DHCP on the WAN", "udhcpc on the WAN side gets no offer");
 
     // DNS from a container: app name (proxied → appliance LAN address), PTR, client name,
     // upstream name through the wan resolver, TCP.
@@ -418,6 +432,10 @@ fn network_plane_lab() {
     assert!(refused.contains("status: REFUSED"), "{refused}");
     let refused = lab.dig(&w, WAN_APPL, &["+tcp", "www.example.test"]);
     assert!(refused.contains("status: REFUSED"), "{refused}");
+    held(
+        "no DNS recursion for the WAN",
+        "an upstream name asked from the WAN (UDP and TCP) → REFUSED",
+    );
     // Loopback inside the appliance: proxied names answer 127.0.0.1.
     assert_eq!(lab.dig_short(&a, "127.0.0.1", &["web-app.prox.local"]), "127.0.0.1");
 
@@ -428,6 +446,10 @@ fn network_plane_lab() {
         lab.curl(&c1, &format!("http://{WAN_HOST}:8082/")).is_err(),
         "LAN reached the management host"
     );
+    held(
+        "containers cannot reach the management network",
+        "HTTP from a container to the management host fails",
+    );
     // The LAN may not reach the appliance API port: a listener on 10.20.0.1:<api port>
     // answers inside the appliance but not from a container.
     lab.spawn_in(&a, &[PY, &py, "10.20.0.1", "api", &api_port.to_string()]);
@@ -435,6 +457,10 @@ fn network_plane_lab() {
     assert!(
         lab.curl(&c1, &format!("http://10.20.0.1:{api_port}/")).is_err(),
         "LAN reached the API port"
+    );
+    held(
+        "containers cannot reach the management API",
+        "HTTP from a container to the appliance's API port fails",
     );
 
     // Port forward: WAN address:30080 → 10.20.0.101:8080 in ct1.

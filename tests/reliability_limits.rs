@@ -50,6 +50,7 @@ async fn limits_hold_on_the_real_daemon() {
         proxy_max_body: 4096,
         max_queued: 2,
         workers: 1,
+        ..Knobs::default()
     };
     let env = Env::new(1, 20, &knobs).await;
     let _daemon = env.start();
@@ -454,5 +455,212 @@ fn dhcp_starvation_is_rate_limited_and_reservations_hold() {
         "DHCP starvation: the reserved app still gets its address",
         mine == Some(reserved_ip),
         format!("after the flood the reserved MAC got {mine:?}"),
+    );
+}
+
+/// Open a job event stream as `token`; `Ok(response)` (held open) when 200 and the first
+/// event arrived, else `Err((status, body))`.
+async fn open_stream(c: &reqwest::Client, base: &str, token: &str, job: &str) -> Result<reqwest::Response, (u16, Value)> {
+    let r = c
+        .get(format!("{base}/jobs/{job}/events"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .map_err(|e| (0, Value::String(e.to_string())))?;
+    let s = r.status().as_u16();
+    if s != 200 {
+        let text = r.text().await.unwrap_or_default();
+        return Err((s, serde_json::from_str(&text).unwrap_or(Value::String(text))));
+    }
+    let mut r = r;
+    match tokio::time::timeout(Duration::from_secs(10), r.chunk()).await {
+        Ok(Ok(Some(b))) if String::from_utf8_lossy(&b).contains("snapshot") => Ok(r),
+        other => Err((s, Value::String(format!("no snapshot event: {other:?}")))),
+    }
+}
+
+/// Poll until `token` can open a stream again (slots come back when clients go away).
+async fn reopens(c: &reqwest::Client, base: &str, token: &str, job: &str, secs: u64) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while Instant::now() < deadline {
+        if open_stream(c, base, token, job).await.is_ok() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    false
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn event_streams_are_bounded_and_memory_holds_under_a_flood() {
+    const PER_USER: usize = 4;
+    const TOTAL: usize = 6;
+    let knobs = Knobs {
+        sse_max_per_user: PER_USER as u32,
+        sse_max_total: TOTAL as u32,
+        ..Knobs::default()
+    };
+    let env = Env::new(1, 20, &knobs).await;
+    let daemon = env.start();
+    let pid = pid(&daemon);
+    let mut api = env.api();
+    api.setup().await;
+    let (s, v) = api
+        .call(
+            M::POST,
+            "/users",
+            Some(json!({"username": "second", "password": "second-password-1", "role": "admin"})),
+        )
+        .await;
+    assert!(s == 200 || s == 201, "create user: {s} {v}");
+    let mut second = env.api();
+    let (s, v) = second
+        .call(
+            M::POST,
+            "/auth/login",
+            Some(json!({"username": "second", "password": "second-password-1"})),
+        )
+        .await;
+    assert_eq!(s, 200, "login: {v}");
+    second.token = v["access_token"].as_str().unwrap().to_string();
+    // A job that stays running (slow simulator tasks), so its event streams stay open.
+    env.sim.set_faults(Faults {
+        slow_task_ms: Some(600_000),
+        ..Default::default()
+    });
+    let (_, job) = api.deploy("whoami", "streamed").await;
+    let c = reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
+    let base = api.base.clone();
+
+    // Per user: PER_USER streams open, the next one is refused with 429 problem JSON.
+    let mut mine = Vec::new();
+    for i in 0..PER_USER {
+        match open_stream(&c, &base, &api.token, &job).await {
+            Ok(r) => mine.push(r),
+            Err(e) => panic!("stream {i} of {PER_USER} refused: {e:?}"),
+        }
+    }
+    let over = open_stream(&c, &base, &api.token, &job).await.err().unwrap_or((200, Value::Null));
+    limit(
+        "job event streams per user (api.sse_max_per_user)",
+        over.0 == 429 && over.1["detail"].as_str().unwrap_or("").contains("sse_max_per_user"),
+        format!("{PER_USER} streams open, one more → {} {}", over.0, over.1["detail"]),
+    );
+    // In total: another user fills the rest, then 503.
+    let mut theirs = Vec::new();
+    for _ in PER_USER..TOTAL {
+        theirs.push(open_stream(&c, &base, &second.token, &job).await.expect("second user's stream"));
+    }
+    let full = open_stream(&c, &base, &second.token, &job)
+        .await
+        .err()
+        .unwrap_or((200, Value::Null));
+    limit(
+        "job event streams in total (api.sse_max_total)",
+        full.0 == 503 && full.1["detail"].as_str().unwrap_or("").contains("sse_max_total"),
+        format!("{TOTAL} streams open (two users), one more → {} {}", full.0, full.1["detail"]),
+    );
+    drop(mine.pop());
+    let back = reopens(&c, &base, &api.token, &job, 20).await;
+    limit(
+        "job event stream slots come back when clients go away",
+        back,
+        "a client closed its stream; the same user opened a new one within 20 s".into(),
+    );
+    drop(mine);
+    drop(theirs);
+
+    // Flood: concurrent API requests, event-stream attempts (most refused) and a DNS query
+    // flood, each bounded in count and time; the daemon's RSS before and after.
+    let settle = || tokio::time::sleep(Duration::from_secs(2));
+    settle().await;
+    let (rss_before, fds_before) = rss_fds(pid).unwrap();
+    let t0 = Instant::now();
+    let dns_port = env.ports.dns;
+    let dns = std::thread::spawn(move || {
+        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(1))).unwrap();
+        let end = Instant::now() + Duration::from_secs(15);
+        let mut sent = 0u32;
+        let mut buf = [0u8; 1500];
+        // Bursts of 200 queries, then read what came back (the socket buffer holds them).
+        while sent < 20_000 && Instant::now() < end {
+            for _ in 0..200 {
+                let _ = sock.send_to(&dns_query(sent as u16, "flood.prox.local"), ("127.0.0.1", dns_port));
+                sent += 1;
+            }
+            while sock.recv(&mut buf).is_ok() {}
+        }
+        sent
+    });
+    let api = std::sync::Arc::new(api);
+    let mut tasks = Vec::new();
+    for w in 0..32 {
+        let (api, c, base, job) = (api.clone(), c.clone(), base.clone(), job.clone());
+        tasks.push(tokio::spawn(async move {
+            let (mut ok, mut refused, mut streams) = (0u32, 0u32, Vec::new());
+            for i in 0..25 {
+                if t0.elapsed() > Duration::from_secs(60) {
+                    break;
+                }
+                let p = ["/apps", "/jobs?limit=50", "/catalog", "/network/records", "/system/health"][(w + i) % 5];
+                if api.call(M::GET, p, None).await.0 == 200 {
+                    ok += 1;
+                }
+                if i % 5 == 0 {
+                    match open_stream(&c, &base, &api.token, &job).await {
+                        Ok(r) => streams.push(r),
+                        Err((429 | 503, _)) => refused += 1,
+                        Err(e) => panic!("event stream under flood: {e:?}"),
+                    }
+                }
+            }
+            (ok, refused, streams.len())
+        }));
+    }
+    let (mut api_ok, mut sse_refused, mut sse_open) = (0, 0, 0);
+    for t in tasks {
+        let (o, r, s) = t.await.expect("flood task");
+        api_ok += o;
+        sse_refused += r;
+        sse_open += s;
+    }
+    let dns_sent = tokio::task::spawn_blocking(move || dns.join().unwrap()).await.unwrap();
+    let flood_secs = t0.elapsed().as_secs_f64();
+    let (rss_peak, fds_peak) = rss_fds(pid).unwrap();
+    settle().await;
+    let (rss_after, fds_after) = rss_fds(pid).unwrap();
+    let healthy = health(&api).await;
+    let all_back = reopens(&c, &base, &api.token, &job, 20).await;
+    env.sim.set_faults(Faults::default());
+    // Sane bound: the flood holds at most TOTAL streams, 32 concurrent requests and a DNS
+    // cache entry; 48 MiB over the idle daemon is far above what that needs (a leak of
+    // one request body per request, or of the streams refused, would exceed it).
+    const RSS_BOUND_KB: u64 = 48 * 1024;
+    let grew = rss_peak.max(rss_after).saturating_sub(rss_before);
+    record(
+        FILE,
+        json!({"kind": "flood", "name": "API + event streams + DNS flood", "api_requests": 32 * 25, "api_ok": api_ok,
+               "sse_attempts": 32 * 5, "sse_open": sse_open, "sse_refused": sse_refused, "dns_sent": dns_sent,
+               "secs": (flood_secs * 10.0).round() / 10.0, "rss_kb_before": rss_before, "rss_kb_peak": rss_peak,
+               "rss_kb_after": rss_after, "rss_bound_kb": RSS_BOUND_KB, "fds_before": fds_before, "fds_peak": fds_peak,
+               "fds_after": fds_after, "healthy": healthy, "slots_back": all_back}),
+    );
+    limit(
+        "memory under a flood (API, event streams, DNS)",
+        grew < RSS_BOUND_KB && healthy && sse_open <= TOTAL,
+        format!(
+            "{api_ok}/{} API requests ok, {sse_open} streams open / {sse_refused} refused, {dns_sent} DNS queries in {flood_secs:.1} s: RSS {rss_before} → peak {rss_peak} → {rss_after} KiB (bound +{RSS_BOUND_KB}), FDs {fds_before} → {fds_after}",
+            32 * 25
+        ),
+    );
+    limit(
+        "event stream slots free after the flood",
+        all_back,
+        "after the flood clients closed, a new stream opened within 20 s".into(),
     );
 }

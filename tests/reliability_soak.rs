@@ -4,8 +4,18 @@
 //! API list/deploy/delete loops against the simulator. The daemon's RSS and open file
 //! descriptors are sampled every `SOAK_SAMPLE_SECS` (default 2) into
 //! `target/reliability/soak.jsonl`, closed by a summary line with the start/end values and
-//! the least-squares RSS slope. Any error (no DNS answer, proxy or API failure, a job that
-//! does not succeed) fails the test; the RSS trend is reported, not judged.
+//! least-squares RSS slopes (whole run and second half). Any error (no DNS answer, proxy
+//! or API failure, a job that does not succeed) fails the test.
+//!
+//! Memory verdict: the first half of the run is warm-up (allocator arenas, TLS and
+//! connection pools, the database page cache filling). Over the second half the RSS slope
+//! divided by the deploy/delete cycle rate gives the growth per cycle; a run of at least
+//! [`JUDGE_MIN_SECS`] with enough cycles fails when it reaches [`LEAK_KB_PER_CYCLE`].
+//! The daemon keeps its two bounded stores small so both are full before the second half:
+//! the job history (`SOAK_KEEP_JOBS`, default 40 finished jobs, `jobs.keep_finished`;
+//! the default 1000 is reached after ~500 cycles) and the database page cache
+//! (`SOAK_CACHE_MIB`, default 4 MiB; the default 32 MiB fills over the first few hundred
+//! cycles). Otherwise their filling up hides or mimics a leak.
 //! DHCP renewals are not part of this loop (they need network namespaces; the lab tests
 //! and crash_safety.rs cover them).
 
@@ -21,6 +31,18 @@ use reqwest::Method as M;
 use serde_json::json;
 
 const FILE: &str = "soak.jsonl";
+
+/// Shortest run whose memory trend is judged (shorter ones only report it).
+const JUDGE_MIN_SECS: u64 = 240;
+/// Fewest deploy/delete cycles in the second half for a verdict.
+const JUDGE_MIN_CYCLES: f64 = 40.0;
+/// Growth per deploy/delete cycle over the second half that fails the soak, KiB.
+/// A leak of 20 KiB/cycle or more must trip it; noise must not. Noise: RSS moves in steps
+/// of allocator arenas and page-cache evictions (a few hundred KiB up or down); over a
+/// second half of ≥ 120 s with ≥ 40 cycles a least-squares fit through ≥ 60 samples turns
+/// that into well under 5 KiB/cycle (the fixed daemon measures ≈ 0 ± 3), while a
+/// 20 KiB/cycle leak shows as ≥ 20. 10 sits between the two with a margin on each side.
+const LEAK_KB_PER_CYCLE: f64 = 10.0;
 
 fn env_secs(name: &str, default: u64) -> u64 {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
@@ -39,6 +61,24 @@ fn slope(points: &[(f64, f64)]) -> f64 {
     if den == 0.0 { 0.0 } else { num / den }
 }
 
+/// Number of series in the daemon's `/metrics` (per-app series of deleted apps must not
+/// pile up); 0 when it cannot be read.
+async fn proximity_series(api: &Api, port: u16) -> usize {
+    let r = api
+        .c
+        .get(format!("http://127.0.0.1:{port}/metrics"))
+        .bearer_auth(&api.token)
+        .send()
+        .await;
+    match r {
+        Ok(r) if r.status().is_success() => {
+            let text = r.text().await.unwrap_or_default();
+            text.lines().filter(|l| !l.starts_with('#') && !l.is_empty()).count()
+        }
+        _ => 0,
+    }
+}
+
 #[derive(Default)]
 struct Counts {
     dns: AtomicU64,
@@ -52,7 +92,18 @@ struct Counts {
 async fn soak_mixed_load_rss_and_fds() {
     let secs = env_secs("SOAK_SECS", 20);
     let every = env_secs("SOAK_SAMPLE_SECS", 2).max(1);
-    let env = Env::new(1, 20, &Knobs::default()).await;
+    let cache_mib = env_secs("SOAK_CACHE_MIB", 4).max(1) as u32;
+    let keep_jobs = env_secs("SOAK_KEEP_JOBS", 40).max(10) as u32;
+    let env = Env::new(
+        1,
+        20,
+        &Knobs {
+            store_cache_mib: cache_mib,
+            keep_finished: keep_jobs,
+            ..Knobs::default()
+        },
+    )
+    .await;
     let daemon = env.start();
     let pid = pid(&daemon);
     let mut api = env.api();
@@ -188,7 +239,7 @@ async fn soak_mixed_load_rss_and_fds() {
     while Instant::now() < end {
         if let Some((rss, fds)) = rss_fds(pid) {
             let t = t0.elapsed().as_secs_f64();
-            samples.push((t, rss as f64, fds as f64));
+            samples.push((t, rss as f64, fds as f64, counts.deploys.load(Ordering::Relaxed) as f64));
             record(
                 FILE,
                 json!({"kind": "sample", "t": (t * 10.0).round() / 10.0, "rss_kb": rss, "fds": fds,
@@ -203,16 +254,41 @@ async fn soak_mixed_load_rss_and_fds() {
     let (h, l, c) = tokio::join!(http, lists, cycles);
     assert!(h.is_ok() && l.is_ok() && c.is_ok(), "a load task panicked");
     if let Some((rss, fds)) = rss_fds(pid) {
-        samples.push((t0.elapsed().as_secs_f64(), rss as f64, fds as f64));
+        samples.push((
+            t0.elapsed().as_secs_f64(),
+            rss as f64,
+            fds as f64,
+            counts.deploys.load(Ordering::Relaxed) as f64,
+        ));
     }
+    let series = proximity_series(&api, env.ports.api).await;
+    let db_kb = std::fs::metadata(db_path(&env.data_dir())).map(|m| m.len() / 1024).unwrap_or(0);
     let first = samples.first().copied().unwrap_or_default();
     let last = samples.last().copied().unwrap_or_default();
     let rss_slope = slope(&samples.iter().map(|s| (s.0, s.1)).collect::<Vec<_>>()) * 60.0;
     let fd_slope = slope(&samples.iter().map(|s| (s.0, s.2)).collect::<Vec<_>>()) * 60.0;
+    // Second half: after warm-up.
+    let half_t = secs as f64 / 2.0;
+    let second: Vec<_> = samples.iter().filter(|s| s.0 >= half_t).copied().collect();
+    let (s_first, s_last) = (
+        second.first().copied().unwrap_or_default(),
+        second.last().copied().unwrap_or_default(),
+    );
+    let slope2_kb_per_s = slope(&second.iter().map(|s| (s.0, s.1)).collect::<Vec<_>>());
+    let cycles2 = s_last.3 - s_first.3;
+    let span2 = (s_last.0 - s_first.0).max(1.0);
+    let kb_per_cycle = if cycles2 > 0.0 { slope2_kb_per_s * span2 / cycles2 } else { 0.0 };
+    let judged = secs >= JUDGE_MIN_SECS && cycles2 >= JUDGE_MIN_CYCLES;
     let errors = counts.errors.load(Ordering::Relaxed);
-    let summary = json!({"kind": "summary", "secs": secs, "samples": samples.len(),
+    let round1 = |v: f64| (v * 10.0).round() / 10.0;
+    let summary = json!({"kind": "summary", "secs": secs, "samples": samples.len(), "store_cache_mib": cache_mib, "keep_finished_jobs": keep_jobs,
         "rss_kb_start": first.1, "rss_kb_end": last.1, "rss_kb_max": samples.iter().map(|s| s.1).fold(0.0, f64::max),
-        "rss_slope_kb_per_min": (rss_slope * 10.0).round() / 10.0,
+        "rss_slope_kb_per_min": round1(rss_slope),
+        "rss_kb_half": s_first.1, "rss_slope2_kb_per_min": round1(slope2_kb_per_s * 60.0),
+        "cycles_second_half": cycles2, "rss_kb_per_cycle2": round1(kb_per_cycle),
+        "leak_threshold_kb_per_cycle": LEAK_KB_PER_CYCLE, "judged": judged,
+        "verdict": if !judged { "not judged (short run)" } else if kb_per_cycle < LEAK_KB_PER_CYCLE { "flat" } else { "GROWING" },
+        "db_kb_end": db_kb, "metric_series_end": series,
         "fds_start": first.2, "fds_end": last.2, "fd_slope_per_min": (fd_slope * 10.0).round() / 10.0,
         "dns": counts.dns.load(Ordering::Relaxed), "http": counts.http.load(Ordering::Relaxed),
         "api": counts.api.load(Ordering::Relaxed), "deploy_cycles": counts.deploys.load(Ordering::Relaxed),
@@ -224,6 +300,14 @@ async fn soak_mixed_load_rss_and_fds() {
     assert!(counts.dns.load(Ordering::Relaxed) > 0 && counts.api.load(Ordering::Relaxed) > 0);
     if secs >= 20 {
         assert!(counts.deploys.load(Ordering::Relaxed) >= 1, "no deploy/delete cycle completed");
+    }
+    if judged {
+        assert!(
+            kb_per_cycle < LEAK_KB_PER_CYCLE,
+            "RSS grows by {kb_per_cycle:.1} KiB per deploy/delete cycle after warm-up ({} → {} KiB over the second half, {cycles2} cycles); threshold {LEAK_KB_PER_CYCLE}",
+            s_first.1,
+            s_last.1
+        );
     }
     // Descriptors must not pile up: a leak of one per request would show hundreds here.
     assert!(

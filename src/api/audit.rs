@@ -243,21 +243,28 @@ pub async fn list(State(api): State<ApiState>, _p: Principal, q: Query<AuditQuer
     }
     errs.finish()?;
     let (page, per_page) = paging(q.page, q.per_page, 500, 50)?;
-    let mut all: Vec<AuditEntry> = api
-        .ctx
-        .store
-        .list(AUDIT)?
-        .into_iter()
-        .map(|(_, e)| e)
-        .filter(|e| matches(e, &q))
-        .collect();
-    all.reverse();
-    let total = all.len();
-    let items = all
-        .into_iter()
-        .skip(((page as usize) - 1).saturating_mul(per_page as usize))
-        .take(per_page as usize)
-        .collect();
+    // Two passes over the table (count, then the page), holding one page at a time: the
+    // log grows with every change and reading it all made each call's memory grow with it.
+    let mut total = 0usize;
+    api.ctx.store.visit(AUDIT, |_, e| {
+        if matches(&e, &q) {
+            total += 1;
+        }
+    })?;
+    // Newest first: page `page` is a window counted from the end of the (oldest-first) table.
+    let skip = ((page as usize) - 1).saturating_mul(per_page as usize);
+    let (lo, hi) = (total.saturating_sub(skip + per_page as usize), total.saturating_sub(skip));
+    let mut items: Vec<AuditEntry> = Vec::with_capacity(hi - lo);
+    let mut i = 0usize;
+    api.ctx.store.visit(AUDIT, |_, e| {
+        if matches(&e, &q) {
+            if (lo..hi).contains(&i) {
+                items.push(e);
+            }
+            i += 1;
+        }
+    })?;
+    items.reverse();
     Ok(Json(AuditPage {
         items,
         total,

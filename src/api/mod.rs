@@ -15,7 +15,6 @@ pub mod web;
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
-use std::sync::atomic::AtomicUsize;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -38,8 +37,9 @@ pub struct Inner {
     pub tokens: TokenService,
     /// Login throttle.
     pub throttle: Throttle,
-    /// Open SSE streams (bounded by [`MAX_SSE`]).
-    pub sse: AtomicUsize,
+    /// Open job event streams (SSE), bounded per user and in total (`api.sse_max_*`); the
+    /// same accounting as consoles, a slot is given back when its stream is dropped.
+    pub sse: crate::console::ConsoleSlots,
     /// Mark cookies `Secure` (HTTPS).
     pub secure_cookies: bool,
     /// The appliance CA (serves `ca.pem`/`ca.der` and the API's certificate).
@@ -64,9 +64,6 @@ impl std::ops::Deref for ApiState {
         &self.0
     }
 }
-
-/// Most concurrent SSE job-event streams.
-pub const MAX_SSE: usize = 64;
 
 impl ApiState {
     /// State over a context with default throttle limits.
@@ -99,6 +96,7 @@ impl ApiState {
         let tokens = TokenService::load(&ctx.store, &ctx.secrets, api.access_token_secs, api.refresh_token_secs)?;
         let secure_cookies = api.tls;
         let consoles = crate::console::ConsoleSlots::new(api.console_max_per_user, api.console_max_total);
+        let sse = crate::console::ConsoleSlots::new(api.sse_max_per_user, api.sse_max_total);
         let ca = match crate::tls::CertAuthority::for_context(&ctx) {
             Ok(ca) => Some(ca),
             Err(e) => {
@@ -110,7 +108,7 @@ impl ApiState {
             ctx,
             tokens,
             throttle: Throttle::new(limits),
-            sse: AtomicUsize::new(0),
+            sse,
             secure_cookies,
             ca,
             catalog,

@@ -154,6 +154,10 @@ pub struct ApiConfig {
     pub console_output_bytes_per_sec: u64,
     /// Largest console input frame, bytes.
     pub console_max_input_bytes: usize,
+    /// Job event streams (SSE) per user.
+    pub sse_max_per_user: usize,
+    /// Job event streams (SSE) in total.
+    pub sse_max_total: usize,
 }
 
 /// Validated `[jobs]`.
@@ -163,6 +167,8 @@ pub struct JobsConfig {
     pub workers: usize,
     /// Queue bound.
     pub max_queued: usize,
+    /// Finished jobs kept with their logs (the oldest beyond are deleted).
+    pub keep_finished: usize,
 }
 
 /// Validated `[schedule]` (cron strings checked for shape).
@@ -228,6 +234,8 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Log filter.
     pub log_filter: String,
+    /// Page cache of the database, bytes.
+    pub store_cache_bytes: usize,
     /// Network.
     pub network: NetworkConfig,
     /// DHCP.
@@ -302,6 +310,9 @@ impl Config {
         }
         if w.general.data_dir.is_empty() {
             c.bad("general.data_dir", "must not be empty".into());
+        }
+        if !(1..=4096).contains(&w.general.store_cache_mib) {
+            c.bad("general.store_cache_mib", "must be between 1 and 4096".into());
         }
 
         let n = &w.network;
@@ -435,11 +446,20 @@ impl Config {
         if w.api.console_max_total > 10_000 {
             c.bad("api.console_max_total", "must be between 0 (consoles off) and 10000".into());
         }
+        if w.api.sse_max_per_user == 0 || w.api.sse_max_per_user > 1_000 {
+            c.bad("api.sse_max_per_user", "must be between 1 and 1000".into());
+        }
+        if w.api.sse_max_total == 0 || w.api.sse_max_total > 10_000 {
+            c.bad("api.sse_max_total", "must be between 1 and 10000".into());
+        }
         if w.api.console_output_bytes_per_sec < 1024 || w.api.console_output_bytes_per_sec > 1 << 30 {
             c.bad("api.console_output_bytes_per_sec", "must be between 1024 and 1073741824".into());
         }
         if w.api.console_max_input_bytes < 16 || w.api.console_max_input_bytes > 16 << 20 {
             c.bad("api.console_max_input_bytes", "must be between 16 and 16777216".into());
+        }
+        if !(10..=1_000_000).contains(&w.jobs.keep_finished) {
+            c.bad("jobs.keep_finished", "must be between 10 and 1000000".into());
         }
         if w.jobs.workers == 0 || w.jobs.workers > 256 {
             c.bad("jobs.workers", "must be between 1 and 256".into());
@@ -508,6 +528,7 @@ impl Config {
             data_dir: PathBuf::from(&w.general.data_dir),
             log_format,
             log_filter: w.general.log_filter.clone(),
+            store_cache_bytes: w.general.store_cache_mib << 20,
             network: NetworkConfig {
                 wan_interface: n.wan_interface.clone(),
                 lan_interface: n.lan_interface.clone(),
@@ -555,12 +576,15 @@ impl Config {
                 console_idle_secs: w.api.console_idle_secs,
                 console_max_per_user: w.api.console_max_per_user,
                 console_max_total: w.api.console_max_total,
+                sse_max_per_user: w.api.sse_max_per_user,
+                sse_max_total: w.api.sse_max_total,
                 console_output_bytes_per_sec: w.api.console_output_bytes_per_sec,
                 console_max_input_bytes: w.api.console_max_input_bytes,
             },
             jobs: JobsConfig {
                 workers: w.jobs.workers,
                 max_queued: w.jobs.max_queued,
+                keep_finished: w.jobs.keep_finished,
             },
             schedule: ScheduleConfig {
                 backup: w.schedule.backup.clone(),

@@ -42,6 +42,8 @@ pub struct GeneralWire {
     pub log_format: String,
     /// tracing filter, `RUST_LOG` syntax; the `RUST_LOG` variable wins when set.
     pub log_filter: String,
+    /// Page cache of the database, MiB (bounds how much of the daemon's memory the cache takes).
+    pub store_cache_mib: usize,
 }
 
 impl Default for GeneralWire {
@@ -50,6 +52,7 @@ impl Default for GeneralWire {
             data_dir: "/var/lib/proximity".into(),
             log_format: "human".into(),
             log_filter: "info".into(),
+            store_cache_mib: 32,
         }
     }
 }
@@ -220,6 +223,10 @@ pub struct ApiWire {
     pub console_output_bytes_per_sec: u64,
     /// Largest input frame a console accepts, bytes.
     pub console_max_input_bytes: usize,
+    /// Job event streams (SSE) one user may have open at once.
+    pub sse_max_per_user: usize,
+    /// Job event streams (SSE) open at once in total.
+    pub sse_max_total: usize,
 }
 
 impl Default for ApiWire {
@@ -235,6 +242,8 @@ impl Default for ApiWire {
             console_max_total: 32,
             console_output_bytes_per_sec: 1024 * 1024,
             console_max_input_bytes: 64 * 1024,
+            sse_max_per_user: 16,
+            sse_max_total: 64,
         }
     }
 }
@@ -247,6 +256,8 @@ pub struct JobsWire {
     pub workers: usize,
     /// Jobs waiting at most; more are refused with 503.
     pub max_queued: usize,
+    /// Finished jobs kept (with their logs); older ones are deleted.
+    pub keep_finished: usize,
 }
 
 impl Default for JobsWire {
@@ -254,6 +265,7 @@ impl Default for JobsWire {
         Self {
             workers: 8,
             max_queued: 1_000,
+            keep_finished: 1_000,
         }
     }
 }

@@ -172,6 +172,7 @@ struct Inner {
     events: EventBus,
     workers: usize,
     max_queued: usize,
+    keep_finished: usize,
     sched: Mutex<Sched>,
     notify: Notify,
     log_seq: AtomicU64,
@@ -299,6 +300,7 @@ impl Jobs {
                 events,
                 workers: cfg.workers.max(1),
                 max_queued: cfg.max_queued.max(1),
+                keep_finished: cfg.keep_finished.max(1),
                 sched: Mutex::new(Sched {
                     queue: VecDeque::new(),
                     running: HashMap::new(),
@@ -734,6 +736,54 @@ impl Jobs {
         );
         self.publish_state(&job);
         self.record_metrics(&job);
+        // Bounded history: prune in batches (10 % over the limit) so a finish rarely pays
+        // for a scan of the job table.
+        let keep = self.inner.keep_finished;
+        if self.inner.store.count(JOBS).unwrap_or(0) as usize > keep + keep / 10 {
+            match self.prune_finished(keep) {
+                Ok(n) => tracing::debug!(deleted = n, keep, "old finished jobs deleted"),
+                Err(e) => tracing::warn!(error = %e, "cannot delete old finished jobs"),
+            }
+        }
+    }
+
+    /// Delete the oldest finished jobs, with their logs, beyond the newest `keep` (by
+    /// finish time); jobs still held by a worker stay. Returns how many were deleted.
+    pub fn prune_finished(&self, keep: usize) -> Result<usize, JobError> {
+        let held: HashSet<String> = self.sched().running.keys().cloned().collect();
+        let mut done: Vec<(i64, String)> = self
+            .inner
+            .store
+            .list(JOBS)?
+            .into_iter()
+            .filter(|(id, j)| j.state.is_terminal() && !held.contains(id))
+            .map(|(id, j)| (j.finished_at.unwrap_or(j.created_at), id))
+            .collect();
+        if done.len() <= keep {
+            return Ok(0);
+        }
+        done.sort();
+        done.truncate(done.len() - keep);
+        let mut log_keys = Vec::new();
+        for (_, id) in &done {
+            log_keys.extend(
+                self.inner
+                    .store
+                    .scan_prefix(JOB_LOGS, &format!("{id}/"))?
+                    .into_iter()
+                    .map(|(k, _)| k),
+            );
+        }
+        self.inner.store.write(|tx| {
+            for (_, id) in &done {
+                tx.delete(JOBS, id)?;
+            }
+            for k in &log_keys {
+                tx.delete(JOB_LOGS, k)?;
+            }
+            Ok::<_, StoreError>(())
+        })?;
+        Ok(done.len())
     }
 
     /// Fail jobs stuck in `running` for more than `max_age_ms` (they are cancelled if a
@@ -834,7 +884,15 @@ mod tests {
 
     fn engine(dir: &std::path::Path, workers: usize, max_queued: usize) -> Jobs {
         let store = Store::open(&dir.join("db.redb")).unwrap();
-        Jobs::new(store, EventBus::new(), &JobsConfig { workers, max_queued })
+        Jobs::new(
+            store,
+            EventBus::new(),
+            &JobsConfig {
+                workers,
+                max_queued,
+                keep_finished: 1_000,
+            },
+        )
     }
 
     #[tokio::test]
@@ -867,6 +925,37 @@ mod tests {
             "{logs:?}"
         );
         stop.cancel();
+    }
+
+    #[tokio::test]
+    async fn finished_jobs_beyond_the_limit_are_deleted_with_their_logs() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("db.redb")).unwrap();
+        let cfg = JobsConfig {
+            workers: 2,
+            max_queued: 100,
+            keep_finished: 10,
+        };
+        let jobs = Jobs::new(store, EventBus::new(), &cfg);
+        let stop = CancellationToken::new();
+        tokio::spawn(jobs.clone().run(rec(None), stop.clone()));
+        let mut ids = vec![];
+        for _ in 0..25 {
+            let j = jobs
+                .submit(Jobs::build(JobKind::Start, None, &[], "u", &STEPS, serde_json::json!({})))
+                .unwrap();
+            jobs.wait(&j.id, Duration::from_secs(20)).await.unwrap();
+            ids.push(j.id);
+        }
+        stop.cancel();
+        let left = jobs.inner.store.count(JOBS).unwrap() as usize;
+        assert!((10..=11).contains(&left), "kept {left}, limit 10 (+10 % slack)");
+        assert!(jobs.get(&ids[24]).is_ok(), "the newest job stays");
+        assert!(jobs.get(&ids[0]).is_err(), "the oldest job is gone");
+        assert!(jobs.logs(&ids[0]).unwrap().is_empty(), "with its logs");
+        assert!(!jobs.logs(&ids[24]).unwrap().is_empty());
+        assert_eq!(jobs.prune_finished(5).unwrap(), left - 5);
+        assert_eq!(jobs.inner.store.count(JOBS).unwrap(), 5);
     }
 
     #[tokio::test]

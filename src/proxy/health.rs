@@ -50,6 +50,21 @@ impl HealthTable {
     }
 }
 
+/// Per-app proxy series (`app` label) whose app has no route any more are dropped: the
+/// upstream gauge, the request counters and the latency histogram. `-` (requests that
+/// matched no route) always stays.
+pub fn prune_app_series(metrics: &Metrics, live_apps: &[String]) {
+    let mut keep: Vec<&str> = live_apps.iter().map(String::as_str).collect();
+    keep.push("-");
+    for family in [
+        "proximity_proxy_upstream_up",
+        "proximity_proxy_requests_total",
+        "proximity_proxy_request_duration_seconds",
+    ] {
+        metrics.retain_label(family, "app", &keep);
+    }
+}
+
 /// Probe every routed upstream each `interval` until `shutdown`.
 pub async fn run_active_checks(
     routes: Arc<ArcSwap<RouteTable>>,
@@ -69,8 +84,7 @@ pub async fn run_active_checks(
         let ups = routes.load().upstreams();
         health.retain(&ups.iter().map(|(a, _)| *a).collect::<Vec<_>>());
         // Deleted apps stop being exported (and stop holding memory).
-        let live: Vec<&str> = ups.iter().map(|(_, app)| app.as_str()).collect();
-        metrics.retain_single_label("proximity_proxy_upstream_up", "app", &live);
+        prune_app_series(&metrics, &routes.load().app_names());
         let probes = ups.into_iter().map(|(addr, app)| {
             let health = health.clone();
             let metrics = metrics.clone();
@@ -152,5 +166,29 @@ mod tests {
         task.await.unwrap();
         assert!(health.is_up(&open_addr));
         assert!(!health.is_up(&closed_addr));
+    }
+
+    #[test]
+    fn per_app_series_of_deleted_apps_are_dropped() {
+        let m = Metrics::new();
+        for app in ["kept", "deleted", "-"] {
+            m.counter("proximity_proxy_requests_total", "h", &[("app", app), ("code", "200")])
+                .inc();
+            m.histogram("proximity_proxy_request_duration_seconds", "h", &[("app", app)])
+                .observe(0.01);
+            if app != "-" {
+                m.gauge("proximity_proxy_upstream_up", "h", &[("app", app)]).set(1);
+            }
+        }
+        prune_app_series(&m, &["kept".to_string()]);
+        let text = m.render();
+        assert!(!text.contains("\"deleted\""), "{text}");
+        assert!(
+            text.contains("proximity_proxy_requests_total{app=\"kept\",code=\"200\"} 1"),
+            "{text}"
+        );
+        assert!(text.contains("proximity_proxy_requests_total{app=\"-\",code=\"200\"} 1"), "{text}");
+        assert_eq!(m.series_count("proximity_proxy_request_duration_seconds"), 2);
+        assert_eq!(m.series_count("proximity_proxy_upstream_up"), 1);
     }
 }

@@ -119,6 +119,14 @@ impl RouteTable {
         self.by_host.is_empty()
     }
 
+    /// Names of the apps that have a route (the management route's name included).
+    pub fn app_names(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.by_host.values().map(|r| r.app_name.clone()).collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+
     /// Distinct upstreams with the name of (one of) their apps, for health checks.
     pub fn upstreams(&self) -> Vec<(SocketAddr, String)> {
         let mut v: Vec<(SocketAddr, String)> = self.by_host.values().map(|r| (r.upstream, r.app_name.clone())).collect();

@@ -81,8 +81,9 @@ type MetricHandles = (Arc<Counter>, Arc<Histogram>);
 thread_local! {
     /// Metric handles per (proxy instance, app, status) on this worker thread, so the hot
     /// path takes no registry lock after the first request of a kind.
-    static METRIC_CACHE: std::cell::RefCell<std::collections::HashMap<MetricKey, MetricHandles>> =
-        std::cell::RefCell::new(std::collections::HashMap::new());
+    /// Emptied when the registry's generation changes (series of deleted apps removed).
+    static METRIC_CACHE: std::cell::RefCell<(u64, std::collections::HashMap<MetricKey, MetricHandles>)> =
+        std::cell::RefCell::new((0, std::collections::HashMap::new()));
 }
 
 impl ProxyApp {
@@ -90,10 +91,13 @@ impl ProxyApp {
         let key = (self.shared.instance, app.to_string(), status);
         let (c, h) = METRIC_CACHE.with(|cache| {
             let mut cache = cache.borrow_mut();
-            if cache.len() > 10_000 {
-                cache.clear();
+            let generation = self.shared.metrics.generation();
+            if cache.1.len() > 10_000 || cache.0 != generation {
+                cache.1.clear();
+                cache.0 = generation;
             }
             cache
+                .1
                 .entry(key)
                 .or_insert_with(|| {
                     let m = &self.shared.metrics;

@@ -565,6 +565,10 @@ pub async fn run_sync(ctx: crate::supervisor::Context, hosts: Hosts, interval: D
             _ = ctx.shutdown.cancelled() => return Ok(()),
             r = hosts.sync_all() => r,
         };
+        // Removed hosts stop being exported.
+        let names: Vec<&str> = results.iter().map(|(n, _)| n.as_str()).collect();
+        ctx.metrics.retain_label("proximity_pve_host_online", "host", &names);
+        ctx.metrics.retain_label("proximity_pve_node_online", "host", &names);
         for (name, result) in results {
             let online = result.is_ok();
             ctx.metrics

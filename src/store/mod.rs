@@ -131,18 +131,49 @@ impl std::fmt::Debug for Store {
     }
 }
 
-/// Page cache of the redb file. redb's default (1 GiB) lets the cache, and with it the
-/// daemon's RSS, grow with the file; the appliance's working set is a few MiB.
+/// Default page cache of the redb file (`general.store_cache_mib`). redb's own default
+/// (1 GiB) lets the cache, and with it the daemon's RSS, grow with the file; the
+/// appliance's working set is a few MiB.
 pub const STORE_CACHE_BYTES: usize = 32 << 20;
 
+/// The database holds password hashes, sessions and sealed keys: create it readable by
+/// its owner only (redb would use 0666 minus the umask), and tighten an existing file.
+fn owner_only(path: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+    let err = |e: std::io::Error| StoreError::Invalid(format!("cannot set up {}: {e}", path.display()));
+    match std::fs::metadata(path) {
+        Ok(m) if m.permissions().mode() & 0o077 != 0 => std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(err),
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            // An empty file: redb initialises a new database in it.
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(path)
+                .map(drop)
+                .map_err(err)
+        }
+        Err(e) => Err(err(e)),
+    }
+}
+
 impl Store {
-    /// Open (or create) the database file, checking its schema version.
+    /// Open (or create) the database file with the default page cache, checking its
+    /// schema version.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
+        Store::open_with_cache(path, STORE_CACHE_BYTES)
+    }
+
+    /// [`Store::open`] with a page cache of `cache_bytes` (RSS grows with the file until
+    /// the cache is full, then stays flat).
+    pub fn open_with_cache(path: &Path, cache_bytes: usize) -> Result<Store, StoreError> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| StoreError::Invalid(format!("cannot create {}: {e}", dir.display())))?;
         }
+        owner_only(path)?;
         let db = Database::builder()
-            .set_cache_size(STORE_CACHE_BYTES)
+            .set_cache_size(cache_bytes)
             // A damaged or foreign file fails to open with an error instead of being trusted.
             .set_check_integrity_on_open(true)
             .create(path)
@@ -250,6 +281,22 @@ impl Store {
             out.push((key.to_string(), decode(table.name, key, v.value())?));
         }
         Ok(out)
+    }
+
+    /// Call `f` with each record of a table in key order, one at a time: unlike
+    /// [`Store::list`] the table is never held in memory at once.
+    pub fn visit<V: Serialize + DeserializeOwned>(&self, table: Table<V>, mut f: impl FnMut(&str, V)) -> Result<(), StoreError> {
+        let tx = self.db.begin_read()?;
+        let t = match tx.open_table(table.def()) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(()),
+            Err(e) => return Err(e.into()),
+        };
+        for item in t.iter()? {
+            let (k, v) = item?;
+            f(k.value(), decode(table.name, k.value(), v.value())?);
+        }
+        Ok(())
     }
 
     /// Number of records in a table.
@@ -374,6 +421,19 @@ mod tests {
         assert_eq!(s.get(THINGS, "b").unwrap(), None);
         assert_eq!(s.count(THINGS).unwrap(), 1);
         assert_eq!(s.schema_version().unwrap(), SCHEMA_VERSION);
+    }
+
+    #[test]
+    fn database_file_is_owner_only() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("x.redb");
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        drop(Store::open(&p).unwrap());
+        assert_eq!(mode(&p), 0o600);
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+        drop(Store::open(&p).unwrap());
+        assert_eq!(mode(&p), 0o600, "an existing file is tightened");
     }
 
     #[test]

@@ -93,13 +93,16 @@ enum Metric {
 struct Family {
     help: String,
     kind: &'static str,
-    series: BTreeMap<String, Metric>,
+    /// Rendered label set → (the labels as given, the series).
+    series: BTreeMap<String, (Vec<(String, String)>, Metric)>,
 }
 
 /// The registry shared by all services (cheap to clone).
 #[derive(Debug, Clone, Default)]
 pub struct Metrics {
     families: Arc<Mutex<BTreeMap<String, Family>>>,
+    /// Bumped whenever series are removed, so callers caching handles know to drop them.
+    generation: Arc<AtomicU64>,
 }
 
 fn label_key(labels: &[(&str, &str)]) -> String {
@@ -126,7 +129,17 @@ impl Metrics {
             kind,
             series: BTreeMap::new(),
         });
-        fam.series.entry(label_key(labels)).or_insert_with(make).clone()
+        fam.series
+            .entry(label_key(labels))
+            .or_insert_with(|| (labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(), make()))
+            .1
+            .clone()
+    }
+
+    /// Changes whenever series are removed ([`Metrics::retain_label`]): a caller that caches
+    /// handles compares it and re-fetches, or its updates would go to series no longer exported.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
     }
 
     /// Get (or create) a counter series.
@@ -155,14 +168,29 @@ impl Metrics {
         }
     }
 
-    /// Drop the series of family `name` whose only label `label` is not one of `keep`
-    /// (e.g. per-app gauges of apps that no longer exist).
-    pub fn retain_single_label(&self, name: &str, label: &str, keep: &[&str]) {
-        let keys: std::collections::BTreeSet<String> = keep.iter().map(|v| label_key(&[(label, v)])).collect();
+    /// Drop the series of family `name` whose label `label` has a value not in `keep`
+    /// (e.g. per-app series of apps that no longer exist); series without that label stay.
+    pub fn retain_label(&self, name: &str, label: &str, keep: &[&str]) {
+        let keep: std::collections::BTreeSet<&str> = keep.iter().copied().collect();
         let mut fams = self.families.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(fam) = fams.get_mut(name) {
-            fam.series.retain(|k, _| keys.contains(k));
+            let before = fam.series.len();
+            fam.series.retain(|_, (labels, _)| {
+                labels
+                    .iter()
+                    .find(|(k, _)| k == label)
+                    .is_none_or(|(_, v)| keep.contains(v.as_str()))
+            });
+            if fam.series.len() != before {
+                self.generation.fetch_add(1, Ordering::AcqRel);
+            }
         }
+    }
+
+    /// Number of series of family `name` (0 when unknown); for tests and diagnostics.
+    pub fn series_count(&self, name: &str) -> usize {
+        let fams = self.families.lock().unwrap_or_else(|e| e.into_inner());
+        fams.get(name).map_or(0, |f| f.series.len())
     }
 
     /// Render every series in the Prometheus text format (version 0.0.4).
@@ -172,7 +200,7 @@ impl Metrics {
         for (name, fam) in fams.iter() {
             let _ = writeln!(out, "# HELP {name} {}", fam.help);
             let _ = writeln!(out, "# TYPE {name} {}", fam.kind);
-            for (labels, m) in &fam.series {
+            for (labels, (_, m)) in &fam.series {
                 match m {
                     Metric::Counter(c) => {
                         let _ = writeln!(out, "{name}{labels} {}", c.get());
@@ -220,15 +248,37 @@ mod tests {
         assert!(t.contains("proximity_proxy_request_seconds_count{host=\"a\"} 1"));
     }
     #[test]
-    fn retain_single_label_drops_series_of_gone_values() {
+    fn retain_label_drops_series_of_gone_values() {
         let m = Metrics::new();
         m.gauge("up", "h", &[("app", "a")]).set(1);
         m.gauge("up", "h", &[("app", "b")]).set(1);
         m.counter("other", "h", &[("app", "b")]).inc();
-        m.retain_single_label("up", "app", &["a"]);
+        let g = m.generation();
+        m.retain_label("up", "app", &["a"]);
+        assert_ne!(m.generation(), g, "removal bumps the generation");
         let text = m.render();
         assert!(text.contains("up{app=\"a\"} 1"), "{text}");
         assert!(!text.contains("up{app=\"b\"}"), "{text}");
         assert!(text.contains("other{app=\"b\"} 1"), "other families untouched: {text}");
+    }
+
+    #[test]
+    fn retain_label_matches_the_label_among_others() {
+        let m = Metrics::new();
+        m.counter("req", "h", &[("app", "a\"b"), ("code", "200")]).inc();
+        m.counter("req", "h", &[("app", "gone"), ("code", "200")]).inc();
+        m.counter("req", "h", &[("app", "gone"), ("code", "502")]).inc();
+        m.counter("req", "h", &[("code", "404")]).inc();
+        m.histogram("lat", "h", &[("app", "gone")]).observe(0.1);
+        let g = m.generation();
+        m.retain_label("req", "app", &["a\"b", "-"]);
+        m.retain_label("lat", "app", &["a\"b"]);
+        assert_eq!(m.series_count("req"), 2, "{}", m.render());
+        assert_eq!(m.series_count("lat"), 0);
+        assert!(!m.render().contains("gone"), "{}", m.render());
+        let g2 = m.generation();
+        assert_ne!(g2, g);
+        m.retain_label("req", "app", &["a\"b"]);
+        assert_eq!(m.generation(), g2, "nothing removed, same generation");
     }
 }

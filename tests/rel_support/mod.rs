@@ -65,6 +65,14 @@ pub struct Knobs {
     pub max_queued: u32,
     /// `[jobs] workers` (0: default).
     pub workers: u32,
+    /// `[jobs] keep_finished` (0: default).
+    pub keep_finished: u32,
+    /// `[general] store_cache_mib` (0: default).
+    pub store_cache_mib: u32,
+    /// `[api] sse_max_per_user` (0: default).
+    pub sse_max_per_user: u32,
+    /// `[api] sse_max_total` (0: default).
+    pub sse_max_total: u32,
 }
 
 /// A test environment: temp dir, simulator, the config file of the daemon.
@@ -109,6 +117,7 @@ impl Env {
         let mut text = format!(
             r#"[general]
 data_dir = "{data}"
+{cache}
 [network]
 manage_links = false
 firewall = false
@@ -131,6 +140,11 @@ threads = 1
             http = ports.http,
             https = ports.https,
             rate = knobs.dns_rate,
+            cache = if knobs.store_cache_mib > 0 {
+                format!("store_cache_mib = {}", knobs.store_cache_mib)
+            } else {
+                String::new()
+            },
         );
         if knobs.proxy_max_body > 0 {
             text.push_str(&format!("max_body_bytes = {}\n", knobs.proxy_max_body));
@@ -139,12 +153,21 @@ threads = 1
         if knobs.api_max_body > 0 {
             text.push_str(&format!("max_body_bytes = {}\n", knobs.api_max_body));
         }
+        if knobs.sse_max_per_user > 0 {
+            text.push_str(&format!("sse_max_per_user = {}\n", knobs.sse_max_per_user));
+        }
+        if knobs.sse_max_total > 0 {
+            text.push_str(&format!("sse_max_total = {}\n", knobs.sse_max_total));
+        }
         text.push_str("[jobs]\n");
         if knobs.max_queued > 0 {
             text.push_str(&format!("max_queued = {}\n", knobs.max_queued));
         }
         if knobs.workers > 0 {
             text.push_str(&format!("workers = {}\n", knobs.workers));
+        }
+        if knobs.keep_finished > 0 {
+            text.push_str(&format!("keep_finished = {}\n", knobs.keep_finished));
         }
         text.push_str(&format!(
             "[[pve_hosts]]\nname = \"sim\"\nurl = \"https://{}\"\ntoken_id = \"{}\"\ntoken_secret = \"{}\"\nfingerprint = \"{}\"\nssh = \"{}\"\nssh_user = \"root\"\n",

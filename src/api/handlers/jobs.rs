@@ -3,7 +3,6 @@
 //! on the event bus, subject = job id).
 
 use std::convert::Infallible;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use axum::Json;
@@ -14,9 +13,9 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast::error::RecvError;
 use utoipa::{IntoParams, ToSchema};
 
+use crate::api::ApiState;
 use crate::api::auth::Principal;
 use crate::api::error::{ApiError, ApiResult, FieldErrors, Problem};
-use crate::api::{ApiState, MAX_SSE};
 use crate::store::Table;
 
 /// Jobs by id, read as JSON (the record type belongs to the job runner).
@@ -95,24 +94,28 @@ pub async fn list(State(api): State<ApiState>, p: Principal, Query(q): Query<Job
         errs.add("limit", "must be between 1 and 500");
     }
     errs.finish()?;
-    let mut jobs: Vec<serde_json::Value> = api
-        .ctx
-        .store
-        .list(JOBS)?
-        .into_iter()
-        .map(|(_, j)| j)
-        .filter(|j| p.can_see(owner_of(j)))
-        .filter(|j| {
-            q.target
+    // Newest first, holding at most 2 × limit jobs at a time (the history has up to
+    // `jobs.keep_finished` of them; reading all at once made each list call's memory grow
+    // with it).
+    let created = |j: &serde_json::Value| j.get("created_at").and_then(|v| v.as_i64()).unwrap_or(0);
+    let newest_first = |jobs: &mut Vec<serde_json::Value>| {
+        jobs.sort_by_key(|j| std::cmp::Reverse(created(j)));
+        jobs.truncate(limit);
+    };
+    let mut jobs: Vec<serde_json::Value> = Vec::with_capacity(2 * limit);
+    api.ctx.store.visit(JOBS, |_, j| {
+        let wanted = p.can_see(owner_of(&j))
+            && q.target
                 .as_deref()
-                .is_none_or(|t| j.get("target").and_then(|v| v.as_str()) == Some(t))
-        })
-        .collect();
-    jobs.sort_by(|a, b| {
-        let k = |j: &serde_json::Value| j.get("created_at").map(|v| v.to_string()).unwrap_or_default();
-        k(b).cmp(&k(a))
-    });
-    jobs.truncate(limit);
+                .is_none_or(|t| j.get("target").and_then(|v| v.as_str()) == Some(t));
+        if wanted {
+            jobs.push(j);
+            if jobs.len() >= 2 * limit {
+                newest_first(&mut jobs);
+            }
+        }
+    })?;
+    newest_first(&mut jobs);
     jobs.iter_mut().for_each(redact);
     Ok(Json(jobs))
 }
@@ -124,28 +127,41 @@ pub async fn get_one(State(api): State<ApiState>, p: Principal, Path(id): Path<S
     Ok(Json(visible_job(&api, &p, &id)?))
 }
 
-struct SseSlot(ApiState);
-impl Drop for SseSlot {
-    fn drop(&mut self) {
-        self.0.sse.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
 struct StreamState {
     rx: tokio::sync::broadcast::Receiver<crate::events::Event>,
     id: String,
     first: Option<serde_json::Value>,
     done: bool,
     api: ApiState,
-    _slot: SseSlot,
+    _slot: crate::console::Slot,
+}
+
+/// Why a job event stream was refused, as an API error (429 for the caller's own limit,
+/// 503 when the appliance is full).
+fn sse_refused(e: crate::console::LimitError) -> ApiError {
+    use crate::console::LimitError as L;
+    match e {
+        L::PerUser { open, max } => ApiError::too_many(
+            format!(
+                "you already have {open} job event streams open, the limit per user (api.sse_max_per_user) is {max}; close one and try again"
+            ),
+            5,
+        ),
+        L::Total { max } => ApiError::unavailable(format!(
+            "the appliance has {max} job event streams open, its limit (api.sse_max_total); try again later"
+        ))
+        .with_retry(5),
+        L::Disabled => ApiError::unavailable("job event streams are turned off on this appliance"),
+    }
 }
 
 /// Live events of a job as Server-Sent Events: first `snapshot` (the job record), then
 /// `step`, `progress`, `log` and `state` events; the stream ends after a final state.
-/// At most 64 streams are open at once (503 beyond).
+/// Streams are bounded per user (`api.sse_max_per_user`, 429 beyond) and in total
+/// (`api.sse_max_total`, 503 beyond); a closed stream gives its place back.
 #[utoipa::path(get, path = "/api/v1/jobs/{id}/events", operation_id = "job.events", tag = "jobs", params(("id" = String, Path, description = "job id")),
     responses((status = 200, description = "text/event-stream of job events", content_type = "text/event-stream", body = String),
-        (status = 401, body = Problem), (status = 404, body = Problem), (status = 503, body = Problem)))]
+        (status = 401, body = Problem), (status = 404, body = Problem), (status = 429, body = Problem), (status = 503, body = Problem)))]
 pub async fn events(
     State(api): State<ApiState>,
     p: Principal,
@@ -154,11 +170,7 @@ pub async fn events(
     // Subscribe before reading the snapshot so no event falls between the two.
     let rx = api.ctx.events.subscribe();
     let job = visible_job(&api, &p, &id)?;
-    if api.sse.fetch_add(1, Ordering::SeqCst) >= MAX_SSE {
-        api.sse.fetch_sub(1, Ordering::SeqCst);
-        return Err(ApiError::unavailable("too many open event streams; try again later").with_retry(5));
-    }
-    let slot = SseSlot(api.clone());
+    let slot = api.sse.acquire(&p.user.id).map_err(sse_refused)?;
     let st = StreamState {
         rx,
         id,
