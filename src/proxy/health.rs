@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -20,33 +21,49 @@ use crate::telemetry::Metrics;
 #[derive(Debug, Default)]
 pub struct HealthTable {
     down: Mutex<HashMap<SocketAddr, String>>,
+    /// `down` is not empty. Read without the lock, so while every upstream is up the
+    /// request path (`is_up`, `mark_up` on each response) never touches the mutex that all
+    /// proxy threads would otherwise contend for.
+    any_down: AtomicBool,
 }
 
 impl HealthTable {
     /// Is `addr` believed reachable?
     pub fn is_up(&self, addr: &SocketAddr) -> bool {
+        if !self.any_down.load(Ordering::Acquire) {
+            return true;
+        }
         !self.down.lock().unwrap_or_else(|e| e.into_inner()).contains_key(addr)
     }
 
     /// Record a failure; logs the transition.
     pub fn mark_down(&self, addr: SocketAddr, app: &str, why: &str) {
         let mut d = self.down.lock().unwrap_or_else(|e| e.into_inner());
-        if d.insert(addr, app.to_string()).is_none() {
+        let new = d.insert(addr, app.to_string()).is_none();
+        self.any_down.store(true, Ordering::Release);
+        if new {
             tracing::warn!(upstream = %addr, app, reason = why, "upstream down");
         }
     }
 
     /// Record a success; logs the transition.
     pub fn mark_up(&self, addr: SocketAddr) {
+        if !self.any_down.load(Ordering::Acquire) {
+            return;
+        }
         let mut d = self.down.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(app) = d.remove(&addr) {
+        let removed = d.remove(&addr);
+        self.any_down.store(!d.is_empty(), Ordering::Release);
+        if let Some(app) = removed {
             tracing::info!(upstream = %addr, app, "upstream up");
         }
     }
 
     /// Forget upstreams that are no longer routed.
     pub fn retain(&self, live: &[SocketAddr]) {
-        self.down.lock().unwrap_or_else(|e| e.into_inner()).retain(|a, _| live.contains(a));
+        let mut d = self.down.lock().unwrap_or_else(|e| e.into_inner());
+        d.retain(|a, _| live.contains(a));
+        self.any_down.store(!d.is_empty(), Ordering::Release);
     }
 }
 
@@ -127,6 +144,15 @@ mod tests {
         h.mark_down(a, "x", "test");
         h.retain(&[]);
         assert!(h.is_up(&a));
+        // Two down; one recovering leaves the other down (the lock-free "none down" flag).
+        let b: SocketAddr = "127.0.0.1:2".parse().unwrap();
+        h.mark_down(a, "x", "test");
+        h.mark_down(b, "y", "test");
+        h.mark_up(a);
+        assert!(h.is_up(&a));
+        assert!(!h.is_up(&b));
+        h.mark_up(b);
+        assert!(h.is_up(&b));
     }
 
     #[tokio::test]

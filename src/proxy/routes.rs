@@ -109,6 +109,11 @@ impl RouteTable {
         self.by_host.get(&normalize_host(host)?)
     }
 
+    /// The route for a host already in [`normalize_host`] form (no second normalisation).
+    pub fn lookup_normalized(&self, host: &str) -> Option<&Arc<Route>> {
+        self.by_host.get(host)
+    }
+
     /// Number of hosts.
     pub fn len(&self) -> usize {
         self.by_host.len()

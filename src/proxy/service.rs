@@ -75,30 +75,35 @@ impl ProxyApp {
     }
 }
 
-type MetricKey = (u64, String, u16);
 type MetricHandles = (Arc<Counter>, Arc<Histogram>);
+/// (proxy instance, status) → app → handles; the inner map is looked up by `&str`, so a
+/// cached request allocates nothing.
+type MetricCache = std::collections::HashMap<(u64, u16), std::collections::HashMap<String, MetricHandles>>;
 
 thread_local! {
-    /// Metric handles per (proxy instance, app, status) on this worker thread, so the hot
+    /// Metric handles per (proxy instance, status, app) on this worker thread, so the hot
     /// path takes no registry lock after the first request of a kind.
     /// Emptied when the registry's generation changes (series of deleted apps removed).
-    static METRIC_CACHE: std::cell::RefCell<(u64, std::collections::HashMap<MetricKey, MetricHandles>)> =
-        std::cell::RefCell::new((0, std::collections::HashMap::new()));
+    static METRIC_CACHE: std::cell::RefCell<(u64, MetricCache)> = std::cell::RefCell::new((0, MetricCache::new()));
 }
 
 impl ProxyApp {
     fn record(&self, app: &str, status: u16, elapsed: Duration) {
-        let key = (self.shared.instance, app.to_string(), status);
+        let key = (self.shared.instance, status);
         let (c, h) = METRIC_CACHE.with(|cache| {
             let mut cache = cache.borrow_mut();
             let generation = self.shared.metrics.generation();
-            if cache.1.len() > 10_000 || cache.0 != generation {
+            if cache.0 != generation || cache.1.values().map(|apps| apps.len()).sum::<usize>() > 10_000 {
                 cache.1.clear();
                 cache.0 = generation;
+            } else if let Some(hit) = cache.1.get(&key).and_then(|apps| apps.get(app)) {
+                return hit.clone();
             }
             cache
                 .1
                 .entry(key)
+                .or_default()
+                .entry(app.to_string())
                 .or_insert_with(|| {
                     let m = &self.shared.metrics;
                     let code = status.to_string();
@@ -136,9 +141,17 @@ fn request_host(session: &Session) -> Option<String> {
     let raw = req
         .uri
         .authority()
-        .map(|a| a.as_str().to_string())
-        .or_else(|| req.headers.get("host").and_then(|h| h.to_str().ok()).map(str::to_string))?;
-    super::routes::normalize_host(&raw)
+        .map(|a| a.as_str())
+        .or_else(|| req.headers.get("host").and_then(|h| h.to_str().ok()))?;
+    super::routes::normalize_host(raw)
+}
+
+/// The SNI of the upstream connection: the host name for a TLS upstream, none for plain HTTP.
+/// pingora's keep-alive pool is keyed by (address, scheme, SNI, …), so the host name as SNI of
+/// a plain-HTTP upstream (where it means nothing) would split one backend's idle connections
+/// into a pool per virtual host, and apps sharing a backend would keep opening connections.
+fn peer_sni(route: &Route) -> String {
+    if route.upstream_tls { route.host.clone() } else { String::new() }
 }
 
 async fn respond_page(session: &mut Session, status: u16, html: String, extra: &[(&'static str, String)]) -> Result<()> {
@@ -156,6 +169,10 @@ async fn respond_page(session: &mut Session, status: u16, html: String, extra: &
 #[async_trait]
 impl ProxyHttp for ProxyApp {
     type CTX = ReqCtx;
+
+    /// No downstream modules. pingora's default adds a response-compression module at
+    /// level 0 (disabled) that still runs per request; the proxy never compresses.
+    fn init_downstream_modules(&self, _modules: &mut pingora::modules::http::HttpModules) {}
 
     fn new_ctx(&self) -> ReqCtx {
         ReqCtx {
@@ -189,19 +206,19 @@ impl ProxyHttp for ProxyApp {
             respond_page(session, 400, policy::error_page(400, "missing or invalid Host"), &[]).await?;
             return Ok(true);
         };
-        ctx.host = host.clone();
-        let Some(route) = self.shared.routes.load().lookup(&host).cloned() else {
+        ctx.host = host;
+        let host = ctx.host.as_str();
+        let Some(route) = self.shared.routes.load().lookup_normalized(host).cloned() else {
             ctx.outcome = "unknown host";
-            respond_page(session, 404, policy::not_found_page(&host), &[]).await?;
+            respond_page(session, 404, policy::not_found_page(host), &[]).await?;
             return Ok(true);
         };
-        ctx.route = Some(route.clone());
         if !self.tls
             && route.https_redirect
             && let Some(port) = self.shared.https_port
         {
             let pq = session.req_header().uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
-            let location = policy::https_location(&host, pq, port);
+            let location = policy::https_location(host, pq, port);
             ctx.outcome = "redirect";
             let body = format!("<a href=\"{0}\">{0}</a>\n", policy::html_escape(&location));
             let mut resp = ResponseHeader::build(308, Some(3))?;
@@ -210,6 +227,7 @@ impl ProxyHttp for ProxyApp {
             resp.set_content_length(body.len())?;
             session.write_response_header(Box::new(resp), false).await?;
             session.write_response_body(Some(Bytes::from(body)), true).await?;
+            ctx.route = Some(route);
             return Ok(true);
         }
         let declared = session
@@ -218,6 +236,7 @@ impl ProxyHttp for ProxyApp {
             .get("content-length")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok());
+        ctx.route = Some(route);
         if declared.is_some_and(|n| n > limits.max_body_bytes) {
             ctx.outcome = "body too large";
             respond_page(session, 413, policy::error_page(413, "request body too large"), &[]).await?;
@@ -242,7 +261,7 @@ impl ProxyHttp for ProxyApp {
             return Error::e_explain(ErrorType::HTTPStatus(404), "no route");
         };
         let limits = &self.shared.limits;
-        let mut peer = HttpPeer::new(route.upstream, route.upstream_tls, route.host.clone());
+        let mut peer = HttpPeer::new(route.upstream, route.upstream_tls, peer_sni(&route));
         let o = &mut peer.options;
         o.connection_timeout = Some(if self.shared.health.is_up(&route.upstream) {
             limits.connect_timeout
@@ -356,5 +375,34 @@ impl ProxyHttp for ProxyApp {
             error = e.map(|e| e.to_string()).unwrap_or_default(),
             "request"
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pingora::upstreams::peer::Peer;
+
+    fn route(host: &str, tls: bool) -> Route {
+        Route {
+            host: host.into(),
+            upstream: "127.0.0.1:8080".parse().unwrap(),
+            upstream_tls: tls,
+            app_id: host.into(),
+            app_name: host.into(),
+            https_redirect: false,
+        }
+    }
+
+    #[test]
+    fn plain_http_hosts_on_one_backend_share_the_keepalive_pool() {
+        let key = |r: &Route| HttpPeer::new(r.upstream, r.upstream_tls, peer_sni(r)).reuse_hash();
+        assert_eq!(key(&route("a.prox.local", false)), key(&route("b.prox.local", false)));
+        assert_ne!(
+            key(&route("a.prox.local", true)),
+            key(&route("b.prox.local", true)),
+            "TLS keeps the SNI"
+        );
+        assert_eq!(peer_sni(&route("a.prox.local", true)), "a.prox.local");
     }
 }
