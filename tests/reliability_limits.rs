@@ -619,19 +619,23 @@ async fn event_streams_are_bounded_and_memory_holds_under_a_flood() {
                     }
                 }
             }
-            (ok, refused, streams.len())
+            // Streams stay open until every task is done, so the count below is of
+            // streams open at the same time.
+            (ok, refused, streams)
         }));
     }
-    let (mut api_ok, mut sse_refused, mut sse_open) = (0, 0, 0);
+    let (mut api_ok, mut sse_refused, mut held_streams) = (0, 0, Vec::new());
     for t in tasks {
         let (o, r, s) = t.await.expect("flood task");
         api_ok += o;
         sse_refused += r;
-        sse_open += s;
+        held_streams.extend(s);
     }
+    let sse_open = held_streams.len();
     let dns_sent = tokio::task::spawn_blocking(move || dns.join().unwrap()).await.unwrap();
     let flood_secs = t0.elapsed().as_secs_f64();
     let (rss_peak, fds_peak) = rss_fds(pid).unwrap();
+    drop(held_streams);
     settle().await;
     let (rss_after, fds_after) = rss_fds(pid).unwrap();
     let healthy = health(&api).await;

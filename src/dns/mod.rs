@@ -7,6 +7,7 @@
 //! `ArcSwap` whenever the plan or the leases change, so new records answer within
 //! milliseconds.
 
+pub mod batch;
 pub mod wire;
 pub mod zone;
 
@@ -414,7 +415,8 @@ impl Handler {
         Reply { md, answers, authorities }
     }
 
-    /// One UDP datagram: rate limit, the wire fast path, else the full path in a task.
+    /// One UDP datagram: rate limit, then the wire fast path (the reply is written into
+    /// `out`, its length returned), else the full path in a task that sends its own reply.
     fn on_datagram(
         self: &Arc<Self>,
         sock: &Arc<tokio::net::UdpSocket>,
@@ -422,28 +424,27 @@ impl Handler {
         src: SocketAddr,
         out: &mut [u8],
         slots: &Arc<tokio::sync::Semaphore>,
-    ) {
+    ) -> Option<usize> {
         if src.port() == 0 {
-            return; // nothing can be sent back to port 0
+            return None; // nothing can be sent back to port 0
         }
         self.c.queries.inc();
         let ip = src.ip();
         let ra = self.recursion_available(ip);
         if !self.limit.allow(ip) {
             self.c.limited.inc();
-            if let Some(resp) = wire::error_response(req, wire::RCODE_REFUSED, ra) {
-                self.send_now(sock, &resp, src);
-            }
-            return;
+            let resp = wire::error_response(req, wire::RCODE_REFUSED, ra)?;
+            let n = resp.len().min(out.len());
+            out[..n].copy_from_slice(&resp[..n]);
+            return Some(n);
         }
         if let Some(n) = wire::answer_local_a(&self.zone.load(), req, ip, ra, out) {
             self.c.local.inc();
-            self.send_now(sock, &out[..n], src);
-            return;
+            return Some(n);
         }
         let Ok(permit) = slots.clone().try_acquire_owned() else {
             self.c.overload.inc();
-            return;
+            return None;
         };
         let (this, sock, req) = (self.clone(), sock.clone(), req.to_vec());
         tokio::spawn(async move {
@@ -454,14 +455,7 @@ impl Handler {
                 tracing::debug!(error = %e, "dns send failed");
             }
         });
-    }
-
-    fn send_now(&self, sock: &tokio::net::UdpSocket, resp: &[u8], dst: SocketAddr) {
-        // A full send buffer drops the answer like the network would; the client retries.
-        if let Err(e) = sock.try_send_to(resp, dst) {
-            self.c.send_failed.inc();
-            tracing::debug!(error = %e, "dns send failed");
-        }
+        None
     }
 
     /// The full path for one UDP request: decode, decide, encode within the client's
@@ -501,12 +495,16 @@ fn query_tuples(qs: &[Query]) -> Vec<(Name, RecordType, DNSClass)> {
     qs.iter().map(|q| (q.name().clone(), q.query_type(), q.query_class())).collect()
 }
 
-/// Serve one UDP socket until `shutdown`: drain every datagram at each wake-up.
+/// Serve one UDP socket until `shutdown`: at each wake-up, read datagrams in batches
+/// ([`batch`]), answer the fast-path ones with one `sendmmsg` per batch.
 async fn serve_udp(sock: tokio::net::UdpSocket, handler: Arc<Handler>, shutdown: tokio_util::sync::CancellationToken) {
+    use std::os::fd::AsRawFd;
+    use tokio::io::Interest;
     let sock = Arc::new(sock);
+    let fd = sock.as_raw_fd();
     let slots = Arc::new(tokio::sync::Semaphore::new(UDP_FULL_PATH_TASKS));
-    let mut buf = vec![0u8; 4096];
-    let mut out = [0u8; wire::MAX_FAST_RESPONSE];
+    let mut rx = batch::RecvBatch::default();
+    let mut tx = batch::SendBatch::new(wire::MAX_FAST_RESPONSE);
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -515,18 +513,49 @@ async fn serve_udp(sock: tokio::net::UdpSocket, handler: Arc<Handler>, shutdown:
                 break;
             }
         }
-        for _ in 0..UDP_BATCH {
-            match sock.try_recv_from(&mut buf) {
-                Ok((n, src)) => handler.on_datagram(&sock, &buf[..n], src, &mut out, &slots),
+        for _ in 0..UDP_BATCH / batch::BATCH {
+            let n = match sock.try_io(Interest::READABLE, || rx.recv(fd)) {
+                Ok(n) => n,
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
                 Err(e) => {
                     // ICMP errors of earlier sends surface here; the socket stays usable.
                     tracing::debug!(error = %e, "dns udp receive error");
                     break;
                 }
+            };
+            for i in 0..n {
+                let (req, src) = rx.get(i);
+                let Some(src) = src else { continue };
+                if let Some(len) = handler.on_datagram(&sock, req, src, tx.next_buf(), &slots) {
+                    tx.push(len, &rx, i);
+                }
+            }
+            flush(&sock, &mut tx, &handler.c.send_failed);
+            if n < batch::BATCH {
+                break;
             }
         }
     }
+}
+
+/// Send the queued replies; a full send buffer drops them as the network would (the
+/// client retries), counted.
+fn flush(sock: &tokio::net::UdpSocket, tx: &mut batch::SendBatch, failed: &Counter) {
+    use std::os::fd::AsRawFd;
+    let mut sent = 0;
+    while sent < tx.len() {
+        match sock.try_io(tokio::io::Interest::WRITABLE, || tx.send(sock.as_raw_fd(), sent)) {
+            Ok(0) => break,
+            Ok(k) => sent += k,
+            Err(e) => {
+                tracing::debug!(error = %e, "dns send failed");
+                // Skip the datagram that failed (full buffer, unreachable destination).
+                failed.inc();
+                sent += 1;
+            }
+        }
+    }
+    tx.clear();
 }
 
 /// The TCP side (served by hickory-server): the same decisions as UDP, no size limit.
