@@ -39,6 +39,18 @@ unsafe impl Send for RecvBatch {}
 // SAFETY: as for RecvBatch.
 unsafe impl Send for SendBatch {}
 
+/// Point a message header at one buffer (`iov`) and one address; no control data.
+fn point(h: &mut libc::mmsghdr, addr: &mut libc::sockaddr_storage, addr_len: libc::socklen_t, iov: &mut libc::iovec) {
+    h.msg_hdr.msg_name = (addr as *mut libc::sockaddr_storage).cast();
+    h.msg_hdr.msg_namelen = addr_len;
+    h.msg_hdr.msg_iov = iov;
+    h.msg_hdr.msg_iovlen = 1;
+    h.msg_hdr.msg_control = std::ptr::null_mut();
+    h.msg_hdr.msg_controllen = 0;
+    h.msg_hdr.msg_flags = 0;
+    h.msg_len = 0;
+}
+
 fn zeroed_hdrs() -> Vec<libc::mmsghdr> {
     // SAFETY: mmsghdr is plain C data (pointers and integers); all-zero is a valid value.
     (0..BATCH).map(|_| unsafe { std::mem::zeroed() }).collect()
@@ -78,15 +90,8 @@ impl RecvBatch {
                 iov_base: self.bufs[i * MAX_REQUEST..].as_mut_ptr().cast(),
                 iov_len: MAX_REQUEST,
             };
-            let h = &mut self.hdrs[i];
-            h.msg_hdr.msg_name = (&mut self.addrs[i] as *mut libc::sockaddr_storage).cast();
-            h.msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-            h.msg_hdr.msg_iov = &mut self.iovs[i];
-            h.msg_hdr.msg_iovlen = 1;
-            h.msg_hdr.msg_control = std::ptr::null_mut();
-            h.msg_hdr.msg_controllen = 0;
-            h.msg_hdr.msg_flags = 0;
-            h.msg_len = 0;
+            let storage_len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+            point(&mut self.hdrs[i], &mut self.addrs[i], storage_len, &mut self.iovs[i]);
         }
         // SAFETY: every header points into buffers owned by `self` that outlive the call,
         // with their true lengths; the kernel writes at most those lengths.
@@ -193,15 +198,7 @@ impl SendBatch {
                 iov_base: self.bufs[i * self.reply_size..].as_mut_ptr().cast(),
                 iov_len: self.lens[i],
             };
-            let h = &mut self.hdrs[i];
-            h.msg_hdr.msg_name = (&mut self.addrs[i] as *mut libc::sockaddr_storage).cast();
-            h.msg_hdr.msg_namelen = self.addr_lens[i];
-            h.msg_hdr.msg_iov = &mut self.iovs[i];
-            h.msg_hdr.msg_iovlen = 1;
-            h.msg_hdr.msg_control = std::ptr::null_mut();
-            h.msg_hdr.msg_controllen = 0;
-            h.msg_hdr.msg_flags = 0;
-            h.msg_len = 0;
+            point(&mut self.hdrs[i], &mut self.addrs[i], self.addr_lens[i], &mut self.iovs[i]);
         }
         if from >= self.count {
             return Ok(0);
