@@ -751,14 +751,13 @@ impl Jobs {
     /// finish time); jobs still held by a worker stay. Returns how many were deleted.
     pub fn prune_finished(&self, keep: usize) -> Result<usize, JobError> {
         let held: HashSet<String> = self.sched().running.keys().cloned().collect();
-        let mut done: Vec<(i64, String)> = self
-            .inner
-            .store
-            .list(JOBS)?
-            .into_iter()
-            .filter(|(id, j)| j.state.is_terminal() && !held.contains(id))
-            .map(|(id, j)| (j.finished_at.unwrap_or(j.created_at), id))
-            .collect();
+        // (finish time, id) of the finished jobs; the records themselves are not kept.
+        let mut done: Vec<(i64, String)> = Vec::new();
+        self.inner.store.visit(JOBS, |id, j| {
+            if j.state.is_terminal() && !held.contains(id) {
+                done.push((j.finished_at.unwrap_or(j.created_at), id.to_string()));
+            }
+        })?;
         if done.len() <= keep {
             return Ok(0);
         }

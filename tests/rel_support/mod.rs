@@ -101,13 +101,7 @@ impl Env {
         .await
         .expect("simulator");
         let data = dir.path().join("data");
-        std::fs::create_dir_all(&data).unwrap();
-        {
-            let store = proximity::store::Store::open(&data.join("proximity.redb")).unwrap();
-            let secrets = proximity::secrets::SecretBox::open_or_create(&data.join("secret.key")).unwrap();
-            let key = proximity::pve::ssh::SshKey::load_or_create(&store, &secrets).unwrap();
-            sim.authorize_ssh_key(&key.public_openssh()).unwrap();
-        }
+        common::authorize_appliance_key(&sim, &data);
         let ports = Ports {
             api: free_port(),
             dns: free_udp_tcp_port(),
@@ -169,10 +163,7 @@ threads = 1
         if knobs.keep_finished > 0 {
             text.push_str(&format!("keep_finished = {}\n", knobs.keep_finished));
         }
-        text.push_str(&format!(
-            "[[pve_hosts]]\nname = \"sim\"\nurl = \"https://{}\"\ntoken_id = \"{}\"\ntoken_secret = \"{}\"\nfingerprint = \"{}\"\nssh = \"{}\"\nssh_user = \"root\"\n",
-            sim.api_addr, sim.token_id, sim.token_secret, sim.fingerprint, sim.ssh_addr
-        ));
+        text.push_str(&common::sim_host_toml(&sim));
         let cfg = dir.path().join("proximity.toml");
         std::fs::write(&cfg, text).unwrap();
         Env { dir, sim, cfg, ports }
