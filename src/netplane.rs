@@ -119,7 +119,11 @@ pub async fn start(ctx: &Context, sup: &mut crate::supervisor::Supervisor) -> an
     let mut started = Started { wan, dns: vec![] };
     let board = crate::dhcp::LeaseBoard::default();
     let dhcp_sock = if ctx.config.dhcp.enabled {
-        Some(crate::dhcp::server::bind(ctx.config.dhcp.listen, &net.lan_interface)?)
+        let sock = crate::dhcp::server::bind(ctx.config.dhcp.listen, &net.lan_interface)?;
+        let pool = crate::dhcp::server::restore_pool(ctx).context("dhcp: reading stored leases")?;
+        // DNS starts with the stored lease names (no window after a restart where they fail).
+        board.publish(crate::dhcp::server::named_leases(&pool));
+        Some((sock, pool))
     } else {
         None
     };
@@ -140,9 +144,9 @@ pub async fn start(ctx: &Context, sup: &mut crate::supervisor::Supervisor) -> an
         sup.disabled("firewall");
     }
     match dhcp_sock {
-        Some(sock) => {
+        Some((sock, pool)) => {
             tracing::info!(service = "dhcp", addr = %ctx.config.dhcp.listen, interface = %net.lan_interface, "listening");
-            sup.spawn("dhcp", crate::dhcp::server::run(ctx.clone(), sock, board.clone()));
+            sup.spawn("dhcp", crate::dhcp::server::run(ctx.clone(), sock, board.clone(), pool));
         }
         None => sup.disabled("dhcp"),
     }

@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use dhcproto::Encodable;
 
-use super::LeaseBoard;
+use super::{Lease, LeaseBoard};
 use super::policy::{self, Change, Dest, Kind, PolicyConfig, Reservations};
 use super::pool::Pool;
 use crate::supervisor::{Context, StartError};
@@ -92,8 +92,36 @@ impl Counters {
     }
 }
 
-/// Run the DHCP server until `ctx.shutdown`.
-pub async fn run(ctx: Context, sock: std::net::UdpSocket, board: LeaseBoard) -> anyhow::Result<()> {
+/// The lease pool as stored: unexpired leases restored, expired ones deleted. Runs before
+/// the daemon reports ready so DNS names of stored leases answer from the first query.
+pub fn restore_pool(ctx: &Context) -> Result<Pool, crate::store::StoreError> {
+    let mut pool = Pool::new(
+        ctx.config.network.dhcp_range.0,
+        ctx.config.network.dhcp_range.1,
+        ctx.config.dhcp.max_new_leases_per_sec,
+    );
+    let now = now_secs();
+    let mut expired = Vec::new();
+    for l in super::store::load(&ctx.store)? {
+        if l.expires > now {
+            pool.insert(l);
+        } else {
+            expired.push(l.ip);
+        }
+    }
+    if let Err(e) = super::store::forget(&ctx.store, &expired) {
+        tracing::warn!(error = %e, "cannot delete expired leases");
+    }
+    Ok(pool)
+}
+
+/// Named, bound leases of `pool`: what DNS serves.
+pub fn named_leases(pool: &Pool) -> Vec<Lease> {
+    pool.bound(now_secs()).into_iter().filter(|l| l.hostname.is_some()).collect()
+}
+
+/// Run the DHCP server over the restored `pool` until `ctx.shutdown`.
+pub async fn run(ctx: Context, sock: std::net::UdpSocket, board: LeaseBoard, mut pool: Pool) -> anyhow::Result<()> {
     let sock = tokio::net::UdpSocket::from_std(sock)?;
     let net = &ctx.config.network;
     let cfg = PolicyConfig {
@@ -104,30 +132,10 @@ pub async fn run(ctx: Context, sock: std::net::UdpSocket, board: LeaseBoard) -> 
         offer_secs: 60,
         decline_hold_secs: ctx.config.dhcp.decline_hold_secs,
     };
-    let mut pool = Pool::new(net.dhcp_range.0, net.dhcp_range.1, ctx.config.dhcp.max_new_leases_per_sec);
-    let now = now_secs();
-    let stored = {
-        let store = ctx.store.clone();
-        tokio::task::spawn_blocking(move || super::store::load(&store)).await??
-    };
-    let mut expired = Vec::new();
-    for l in stored {
-        if l.expires > now {
-            pool.insert(l);
-        } else {
-            expired.push(l.ip);
-        }
-    }
-    if let Err(e) = super::store::forget(&ctx.store, &expired) {
-        tracing::warn!(error = %e, "cannot delete expired leases");
-    }
     let c = Counters::new(&ctx);
     // DNS only needs named leases; publishing scans the pool, so it runs only when a batch
     // touched a named lease or freed one.
-    let publish = |pool: &Pool| {
-        let b: Vec<_> = pool.bound(now_secs()).into_iter().filter(|l| l.hostname.is_some()).collect();
-        board.publish(b);
-    };
+    let publish = |pool: &Pool| board.publish(named_leases(pool));
     publish(&pool);
     tracing::info!(leases = pool.len(), "dhcp serving on {}", ctx.config.network.lan_interface);
 
