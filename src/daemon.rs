@@ -41,6 +41,7 @@ pub async fn start_with(ctx: Context) -> anyhow::Result<Supervisor> {
     let api = crate::api::ApiState::with_parts(ctx.clone(), Default::default(), Some(catalog), hosts)?;
     api.set_platform(platform);
     sup.spawn("api", crate::api::run_with(api, api_listeners));
+    sup.spawn("audit-retention", crate::api::audit::run_retention(ctx.clone()));
 
     // Reverse proxy (pingora on its own thread); HTTPS certificates from the appliance CA.
     if ctx.config.proxy.enabled {

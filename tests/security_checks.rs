@@ -332,6 +332,46 @@ async fn security_checks_on_the_real_daemon() {
         ),
     );
 
+    // Audit retention ([api] audit_keep_days, 365 by default): records older than that,
+    // written into the stopped daemon's database, are gone after a restart; recent ones stay.
+    let db = rel_support::db_path(&env.data_dir());
+    let recent = {
+        let store = proximity::store::Store::open(&db).expect("open the database of the stopped daemon");
+        let recent = store.count(proximity::api::audit::AUDIT).unwrap();
+        let old_ts = time::OffsetDateTime::now_utc().unix_timestamp() - 400 * 86_400;
+        let mut entry = items.first().cloned().expect("an audit record to copy");
+        for i in 0..3i64 {
+            let id = format!("{:020}-00000{i}", i128::from(old_ts + i) * 1_000_000_000);
+            entry["id"] = json!(id);
+            entry["ts"] = json!(old_ts + i);
+            let e: proximity::api::audit::AuditEntry = serde_json::from_value(entry.clone()).unwrap();
+            store.put(proximity::api::audit::AUDIT, &id, &e).unwrap();
+        }
+        recent
+    };
+    let mut daemon = env.start();
+    api.login().await;
+    let cutoff = time::OffsetDateTime::now_utc().unix_timestamp() - 365 * 86_400;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let (old_left, total) = loop {
+        let page = api.get("/audit?per_page=500").await;
+        let list = page["items"].as_array().cloned().unwrap_or_default();
+        let old = list.iter().filter(|e| e["ts"].as_i64().unwrap_or(0) < cutoff).count();
+        if old == 0 || std::time::Instant::now() > deadline {
+            break (old, page["total"].as_u64().unwrap_or(0));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    checks.check(
+        "audit log retention",
+        old_left == 0 && total > recent,
+        format!(
+            "3 records 400 days old written while stopped; after a restart {old_left} of them left, {total} records listed ({recent} recent before + the new login)"
+        ),
+    );
+    daemon.signal("TERM");
+    let _ = daemon.wait_exit(Duration::from_secs(20));
+
     let failed: Vec<_> = checks.0.iter().filter(|c| !c.1).collect();
     assert!(failed.is_empty(), "security checks failed: {failed:#?}");
 }

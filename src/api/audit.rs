@@ -11,7 +11,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::ApiState;
 use super::auth::Principal;
 use super::error::{ApiError, ApiResult, FieldErrors};
-use crate::store::Table;
+use crate::store::{Store, StoreError, Table};
 
 /// Audit records by `<unix nanos, 20 digits>-<random>`.
 pub const AUDIT: Table<AuditEntry> = Table::new("audit");
@@ -161,6 +161,49 @@ fn record(
         tracing::error!(error = %e, "cannot write the audit record");
     }
     id
+}
+
+/// Audit records deleted per write transaction by [`prune`] (bounds its memory and lock time).
+const PRUNE_BATCH: usize = 10_000;
+
+/// Retention: delete audit records older than `keep_days` and the oldest beyond
+/// `keep_records`, as of `now`. Returns how many were deleted.
+pub fn prune(store: &Store, keep_days: u32, keep_records: usize, now: time::OffsetDateTime) -> Result<usize, StoreError> {
+    let cutoff = now - time::Duration::days(i64::from(keep_days));
+    // Ids start with the zero-padded unix nanos, so "older than" is "sorts below".
+    let below = format!("{:020}", cutoff.unix_timestamp_nanos().max(0));
+    let mut deleted = 0;
+    loop {
+        let over = store.count(AUDIT)?.saturating_sub(keep_records as u64);
+        let n = store.write_eventual(|tx| tx.delete_leading(AUDIT, over, &below, PRUNE_BATCH))?;
+        deleted += n;
+        if n < PRUNE_BATCH {
+            break;
+        }
+    }
+    if deleted > 0 {
+        store.sync()?;
+    }
+    Ok(deleted)
+}
+
+/// Apply the audit retention of `[api]` now and every 10 minutes until shutdown.
+pub async fn run_retention(ctx: crate::supervisor::Context) -> anyhow::Result<()> {
+    let (days, records) = (ctx.config.api.audit_keep_days, ctx.config.api.audit_keep_records);
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(600));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ctx.shutdown.cancelled() => return Ok(()),
+            _ = tick.tick() => {}
+        }
+        let store = ctx.store.clone();
+        match tokio::task::spawn_blocking(move || prune(&store, days, records, time::OffsetDateTime::now_utc())).await? {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(deleted = n, keep_days = days, keep_records = records, "old audit records deleted"),
+            Err(e) => tracing::warn!(error = %e, "cannot apply the audit retention"),
+        }
+    }
 }
 
 /// Filters of `GET /api/v1/audit`.
@@ -356,5 +399,43 @@ mod tests {
         let e: AuditEntry = serde_json::from_str(old).unwrap();
         assert!(e.details.is_none());
         assert!(!serde_json::to_string(&e).unwrap().contains("details"));
+    }
+
+    #[test]
+    fn retention_deletes_by_age_and_by_count_oldest_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("t.redb")).unwrap();
+        let now = time::OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
+        let day = 86_400i64;
+        // One record a day for 10 days, the newest today (ids as `record` makes them).
+        let put = |ts: i64| {
+            let id = format!("{:020}-abcdef", i128::from(ts) * 1_000_000_000);
+            store
+                .put(
+                    AUDIT,
+                    &id,
+                    &AuditEntry {
+                        id: id.clone(),
+                        ..e("u", "app.deploy", ts, true)
+                    },
+                )
+                .unwrap();
+        };
+        for d in 0..10 {
+            put(now.unix_timestamp() - d * day - 60);
+        }
+        let kept = || -> Vec<i64> { store.list(AUDIT).unwrap().into_iter().map(|(_, e)| e.ts).collect() };
+        // Nothing is old or over the count: nothing goes.
+        assert_eq!(prune(&store, 30, 100, now).unwrap(), 0);
+        assert_eq!(kept().len(), 10);
+        // Age: older than 5 days goes (days 5..9), in one call.
+        assert_eq!(prune(&store, 5, 100, now).unwrap(), 5);
+        let oldest_kept = now.unix_timestamp() - 4 * day - 60;
+        assert_eq!(kept().first().copied(), Some(oldest_kept));
+        // Count: only the newest 2 stay, the oldest are the ones deleted.
+        assert_eq!(prune(&store, 365, 2, now).unwrap(), 3);
+        assert_eq!(kept(), vec![now.unix_timestamp() - day - 60, now.unix_timestamp() - 60]);
+        // Idempotent.
+        assert_eq!(prune(&store, 365, 2, now).unwrap(), 0);
     }
 }

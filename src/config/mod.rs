@@ -158,6 +158,10 @@ pub struct ApiConfig {
     pub sse_max_per_user: usize,
     /// Job event streams (SSE) in total.
     pub sse_max_total: usize,
+    /// Audit retention: records older than this many days are deleted.
+    pub audit_keep_days: u32,
+    /// Audit retention: the newest this many records are kept.
+    pub audit_keep_records: usize,
 }
 
 /// Validated `[jobs]`.
@@ -452,6 +456,12 @@ impl Config {
         if w.api.sse_max_total == 0 || w.api.sse_max_total > 10_000 {
             c.bad("api.sse_max_total", "must be between 1 and 10000".into());
         }
+        if !(1..=36_500).contains(&w.api.audit_keep_days) {
+            c.bad("api.audit_keep_days", "must be between 1 and 36500".into());
+        }
+        if !(100..=100_000_000).contains(&w.api.audit_keep_records) {
+            c.bad("api.audit_keep_records", "must be between 100 and 100000000".into());
+        }
         if w.api.console_output_bytes_per_sec < 1024 || w.api.console_output_bytes_per_sec > 1 << 30 {
             c.bad("api.console_output_bytes_per_sec", "must be between 1024 and 1073741824".into());
         }
@@ -578,6 +588,8 @@ impl Config {
                 console_max_total: w.api.console_max_total,
                 sse_max_per_user: w.api.sse_max_per_user,
                 sse_max_total: w.api.sse_max_total,
+                audit_keep_days: w.api.audit_keep_days,
+                audit_keep_records: w.api.audit_keep_records,
                 console_output_bytes_per_sec: w.api.console_output_bytes_per_sec,
                 console_max_input_bytes: w.api.console_max_input_bytes,
             },

@@ -227,6 +227,10 @@ pub struct ApiWire {
     pub sse_max_per_user: usize,
     /// Job event streams (SSE) open at once in total.
     pub sse_max_total: usize,
+    /// Audit records older than this many days are deleted.
+    pub audit_keep_days: u32,
+    /// Audit records kept at most; the oldest beyond are deleted.
+    pub audit_keep_records: usize,
 }
 
 impl Default for ApiWire {
@@ -244,6 +248,8 @@ impl Default for ApiWire {
             console_max_input_bytes: 64 * 1024,
             sse_max_per_user: 16,
             sse_max_total: 64,
+            audit_keep_days: 365,
+            audit_keep_records: 100_000,
         }
     }
 }

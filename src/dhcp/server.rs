@@ -12,9 +12,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use dhcproto::Encodable;
 
-use super::{Lease, LeaseBoard};
 use super::policy::{self, Change, Dest, Kind, PolicyConfig, Reservations};
 use super::pool::Pool;
+use super::{Lease, LeaseBoard};
 use crate::supervisor::{Context, StartError};
 use crate::telemetry::metrics::{Counter, Gauge};
 

@@ -387,6 +387,32 @@ impl WriteTx {
         Ok(())
     }
 
+    /// Delete from the start of a table (in key order) the first `first` records and every
+    /// further one whose key sorts below `below`, at most `max` in all; returns how many
+    /// went. For tables keyed by time (oldest first), this is retention by count and age.
+    pub fn delete_leading<V: Serialize + DeserializeOwned>(
+        &mut self,
+        table: Table<V>,
+        first: u64,
+        below: &str,
+        max: usize,
+    ) -> Result<usize, StoreError> {
+        let mut t = self.tx.open_table(table.def())?;
+        let mut doomed = Vec::new();
+        for item in t.iter()? {
+            let (k, _) = item?;
+            let key = k.value();
+            if doomed.len() >= max || ((doomed.len() as u64) >= first && key >= below) {
+                break;
+            }
+            doomed.push(key.to_string());
+        }
+        for k in &doomed {
+            t.remove(k.as_str())?;
+        }
+        Ok(doomed.len())
+    }
+
     /// Remove a record; returns whether it existed.
     pub fn delete<V: Serialize + DeserializeOwned>(&mut self, table: Table<V>, key: &str) -> Result<bool, StoreError> {
         let mut t = self.tx.open_table(table.def())?;
