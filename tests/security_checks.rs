@@ -341,7 +341,7 @@ async fn security_checks_on_the_real_daemon() {
         let old_ts = time::OffsetDateTime::now_utc().unix_timestamp() - 400 * 86_400;
         let mut entry = items.first().cloned().expect("an audit record to copy");
         for i in 0..3i64 {
-            let id = format!("{:020}-00000{i}", i128::from(old_ts + i) * 1_000_000_000);
+            let id = proximity::api::audit::entry_id(time::OffsetDateTime::from_unix_timestamp(old_ts + i).unwrap());
             entry["id"] = json!(id);
             entry["ts"] = json!(old_ts + i);
             let e: proximity::api::audit::AuditEntry = serde_json::from_value(entry.clone()).unwrap();

@@ -125,6 +125,17 @@ pub fn update_details(api: &ApiState, id: &str, status: StatusCode, success: boo
     }
 }
 
+/// The key of a record written at `at`: its unix nanos, zero-padded so keys sort by time,
+/// then a random suffix.
+pub fn entry_id(at: time::OffsetDateTime) -> String {
+    format!("{}-{}", time_key(at), hex::encode(rand::random::<[u8; 3]>()))
+}
+
+/// The time part of [`entry_id`]: every record written before `at` sorts below it.
+fn time_key(at: time::OffsetDateTime) -> String {
+    format!("{:020}", at.unix_timestamp_nanos().max(0))
+}
+
 #[allow(clippy::too_many_arguments)]
 fn record(
     api: &ApiState,
@@ -137,8 +148,7 @@ fn record(
     details: Option<serde_json::Value>,
 ) -> String {
     let now = time::OffsetDateTime::now_utc();
-    let nanos = now.unix_timestamp_nanos();
-    let id = format!("{nanos:020}-{}", hex::encode(rand::random::<[u8; 3]>()));
+    let id = entry_id(now);
     let entry = AuditEntry {
         id: id.clone(),
         time: now.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
@@ -169,9 +179,7 @@ const PRUNE_BATCH: usize = 10_000;
 /// Retention: delete audit records older than `keep_days` and the oldest beyond
 /// `keep_records`, as of `now`. Returns how many were deleted.
 pub fn prune(store: &Store, keep_days: u32, keep_records: usize, now: time::OffsetDateTime) -> Result<usize, StoreError> {
-    let cutoff = now - time::Duration::days(i64::from(keep_days));
-    // Ids start with the zero-padded unix nanos, so "older than" is "sorts below".
-    let below = format!("{:020}", cutoff.unix_timestamp_nanos().max(0));
+    let below = time_key(now - time::Duration::days(i64::from(keep_days)));
     let mut deleted = 0;
     loop {
         let over = store.count(AUDIT)?.saturating_sub(keep_records as u64);
@@ -286,28 +294,18 @@ pub async fn list(State(api): State<ApiState>, _p: Principal, q: Query<AuditQuer
     }
     errs.finish()?;
     let (page, per_page) = paging(q.page, q.per_page, 500, 50)?;
-    // Two passes over the table (count, then the page), holding one page at a time: the
-    // log grows with every change and reading it all made each call's memory grow with it.
-    let mut total = 0usize;
-    api.ctx.store.visit(AUDIT, |_, e| {
+    // One pass, newest first, holding one page: the log grows with every change, and
+    // reading it all made each call's memory grow with it.
+    let skip = ((page as usize) - 1).saturating_mul(per_page as usize);
+    let (mut total, mut items) = (0usize, Vec::with_capacity(per_page as usize));
+    api.ctx.store.visit_rev(AUDIT, |_, e| {
         if matches(&e, &q) {
+            if total >= skip && items.len() < per_page as usize {
+                items.push(e);
+            }
             total += 1;
         }
     })?;
-    // Newest first: page `page` is a window counted from the end of the (oldest-first) table.
-    let skip = ((page as usize) - 1).saturating_mul(per_page as usize);
-    let (lo, hi) = (total.saturating_sub(skip + per_page as usize), total.saturating_sub(skip));
-    let mut items: Vec<AuditEntry> = Vec::with_capacity(hi - lo);
-    let mut i = 0usize;
-    api.ctx.store.visit(AUDIT, |_, e| {
-        if matches(&e, &q) {
-            if (lo..hi).contains(&i) {
-                items.push(e);
-            }
-            i += 1;
-        }
-    })?;
-    items.reverse();
     Ok(Json(AuditPage {
         items,
         total,
@@ -407,9 +405,9 @@ mod tests {
         let store = Store::open(&dir.path().join("t.redb")).unwrap();
         let now = time::OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
         let day = 86_400i64;
-        // One record a day for 10 days, the newest today (ids as `record` makes them).
+        // One record a day for 10 days, the newest today.
         let put = |ts: i64| {
-            let id = format!("{:020}-abcdef", i128::from(ts) * 1_000_000_000);
+            let id = entry_id(time::OffsetDateTime::from_unix_timestamp(ts).unwrap());
             store
                 .put(
                     AUDIT,

@@ -491,8 +491,11 @@ impl Handler {
     }
 }
 
-fn query_tuples(qs: &[Query]) -> Vec<(Name, RecordType, DNSClass)> {
-    qs.iter().map(|q| (q.name().clone(), q.query_type(), q.query_class())).collect()
+/// (name, type, class) of each question, as [`decide`] takes them.
+fn query_tuples<'a>(qs: impl IntoIterator<Item = &'a Query>) -> Vec<(Name, RecordType, DNSClass)> {
+    qs.into_iter()
+        .map(|q| (q.name().clone(), q.query_type(), q.query_class()))
+        .collect()
 }
 
 /// Serve one UDP socket until `shutdown`: at each wake-up, read datagrams in batches
@@ -576,15 +579,7 @@ impl RequestHandler for TcpHandler {
             md.response_code = ResponseCode::Refused;
             return send(&mut response_handle, builder.build_no_records(md), &request.metadata).await;
         }
-        let qs: Vec<_> = request
-            .queries
-            .queries()
-            .iter()
-            .map(|q| {
-                let o = q.original();
-                (o.name().clone(), o.query_type(), o.query_class())
-            })
-            .collect();
+        let qs = query_tuples(request.queries.queries().iter().map(|q| q.original()));
         let r = this.reply(&request.metadata, &qs, src).await;
         let resp = builder.build(r.md, r.answers.iter(), r.authorities.iter(), std::iter::empty(), std::iter::empty());
         send(&mut response_handle, resp, &request.metadata).await

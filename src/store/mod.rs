@@ -265,36 +265,46 @@ impl Store {
 
     /// Records whose key starts with `prefix`, in key order.
     pub fn scan_prefix<V: Serialize + DeserializeOwned>(&self, table: Table<V>, prefix: &str) -> Result<Vec<(String, V)>, StoreError> {
-        let tx = self.db.begin_read()?;
-        let t = match tx.open_table(table.def()) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(vec![]),
-            Err(e) => return Err(e.into()),
-        };
         let mut out = Vec::new();
-        for item in t.range(prefix..)? {
-            let (k, v) = item?;
-            let key = k.value();
-            if !key.starts_with(prefix) {
-                break;
-            }
-            out.push((key.to_string(), decode(table.name, key, v.value())?));
-        }
+        self.walk(table, prefix, false, |k, v| out.push((k.to_string(), v)))?;
         Ok(out)
     }
 
     /// Call `f` with each record of a table in key order, one at a time: unlike
     /// [`Store::list`] the table is never held in memory at once.
-    pub fn visit<V: Serialize + DeserializeOwned>(&self, table: Table<V>, mut f: impl FnMut(&str, V)) -> Result<(), StoreError> {
+    pub fn visit<V: Serialize + DeserializeOwned>(&self, table: Table<V>, f: impl FnMut(&str, V)) -> Result<(), StoreError> {
+        self.walk(table, "", false, f)
+    }
+
+    /// [`Store::visit`] in reverse key order (newest first for tables keyed by time).
+    pub fn visit_rev<V: Serialize + DeserializeOwned>(&self, table: Table<V>, f: impl FnMut(&str, V)) -> Result<(), StoreError> {
+        self.walk(table, "", true, f)
+    }
+
+    /// The records whose key starts with `prefix`, one at a time, in key order or reversed.
+    fn walk<V: Serialize + DeserializeOwned>(
+        &self,
+        table: Table<V>,
+        prefix: &str,
+        reverse: bool,
+        mut f: impl FnMut(&str, V),
+    ) -> Result<(), StoreError> {
         let tx = self.db.begin_read()?;
         let t = match tx.open_table(table.def()) {
             Ok(t) => t,
             Err(redb::TableError::TableDoesNotExist(_)) => return Ok(()),
             Err(e) => return Err(e.into()),
         };
-        for item in t.iter()? {
+        debug_assert!(!reverse || prefix.is_empty(), "a reverse walk covers the whole table");
+        let range = t.range(prefix..)?;
+        let items: Box<dyn Iterator<Item = _>> = if reverse { Box::new(range.rev()) } else { Box::new(range) };
+        for item in items {
             let (k, v) = item?;
-            f(k.value(), decode(table.name, k.value(), v.value())?);
+            let key = k.value();
+            if !key.starts_with(prefix) {
+                break;
+            }
+            f(key, decode(table.name, key, v.value())?);
         }
         Ok(())
     }
