@@ -1,18 +1,22 @@
-//! Reverse proxy (pingora): every app at `http(s)://<name>.<domain>`, the management API at
+//! Reverse proxy: every app at `http(s)://<name>.<domain>`, the management API at
 //! `proximity.<domain>`, HTTPS with per-SNI certificates from the appliance CA ([`crate::tls`]).
 //!
 //! Lifecycle:
 //! ```text
-//! daemon: bind()  ── checks every listen address (error names "proxy" and the port)
-//!         start() ── route table from ctx.plan, pingora Server on its own OS thread
-//!                    (Server::run with a shutdown signal tied to ctx.shutdown), waits
-//!                    until every listener accepts
+//! daemon: bind()  ── binds every listen address (error names "proxy" and the port)
+//!         start() ── route table from ctx.plan; `proxy.threads` worker threads, each with
+//!                    its own single-threaded runtime accepting on all listeners (fast::run_worker)
 //!         run()   ── plan watcher (ArcSwap route swaps) + active health checks until
-//!                    ctx.shutdown; then pingora stops (grace 0 s, runtimes ≤ 3 s)
+//!                    ctx.shutdown; then the workers stop accepting and drain (≤ 3 s)
 //! ```
-//! pingora binds its listeners itself (it cannot adopt our sockets), so `bind()` holds the
-//! sockets only to fail start-up clearly; they are released right before pingora binds.
+//! Requests: plain HTTP/1.1 requests without a body are forwarded by the fast path
+//! ([`fast`], [`h1`]); every other connection (HTTP/2, WebSocket, bodies, HTTP/1.0,
+//! unknown hosts, redirects, TLS upstreams, malformed heads) is handed to pingora
+//! ([`handoff`], [`service::ProxyApp`]), which applies the full policy.
 
+pub mod fast;
+pub mod h1;
+pub mod handoff;
 pub mod health;
 pub mod policy;
 pub mod routes;
@@ -20,15 +24,11 @@ pub mod service;
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context as _;
 use arc_swap::ArcSwap;
-use async_trait::async_trait;
-use pingora::listeners::TlsAccept;
-use pingora::listeners::tls::TlsSettings;
 use pingora::server::configuration::ServerConf;
-use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
 use tokio_util::sync::CancellationToken;
 
 use self::health::HealthTable;
@@ -69,28 +69,14 @@ pub fn bind(ctx: &Context) -> Result<ProxyListeners, StartError> {
     })
 }
 
-/// Shutdown signal for pingora tied to our cancellation token.
-struct TokenSignal(CancellationToken);
-
-#[async_trait]
-impl ShutdownSignalWatch for TokenSignal {
-    async fn recv(&self) -> ShutdownSignal {
-        self.0.cancelled().await;
-        ShutdownSignal::GracefulTerminate
-    }
-}
-
-/// No post-handshake callbacks (certificates come from the resolver).
-struct NoCallbacks;
-impl TlsAccept for NoCallbacks {}
-
 /// A started proxy; [`ProxyHandle::run`] keeps routes and health current until shutdown.
 pub struct ProxyHandle {
     ctx: Context,
     shared: Shared,
     management: Option<ManagementUpstream>,
-    thread: std::thread::JoinHandle<()>,
+    workers: Vec<std::thread::JoinHandle<std::io::Result<()>>>,
     token: CancellationToken,
+    pingora_shutdown: tokio::sync::watch::Sender<bool>,
 }
 
 /// Path of the CA certificate the daemon writes for users and tests (`<data_dir>/ca.pem`).
@@ -98,8 +84,7 @@ pub fn ca_pem_path(ctx: &Context) -> std::path::PathBuf {
     ctx.config.data_dir.join("ca.pem")
 }
 
-/// Start pingora on its own OS thread with the current routes and wait until every listener
-/// accepts connections.
+/// Start the proxy worker threads on the bound listeners with the current routes.
 pub async fn start(ctx: &Context, ca: CertAuthority, listeners: ProxyListeners) -> anyhow::Result<ProxyHandle> {
     let cfg = &ctx.config.proxy;
     let management = ManagementUpstream::from_api(&ctx.config.api.listen, ctx.config.api.tls);
@@ -125,137 +110,70 @@ pub async fn start(ctx: &Context, ca: CertAuthority, listeners: ProxyListeners) 
     let ca_path = ca_pem_path(ctx);
     std::fs::write(&ca_path, ca.ca_pem()).with_context(|| format!("proxy: writing {}", ca_path.display()))?;
 
-    let conf = ServerConf {
-        threads: cfg.threads.max(1),
-        grace_period_seconds: Some(0),
-        graceful_shutdown_timeout_seconds: Some(3),
+    // pingora serves the connections the fast path hands over; its upstream TLS connector
+    // trusts our CA (the management API upstream) and needs a CA file.
+    let conf = Arc::new(ServerConf {
         ca_file: Some(ca_path.display().to_string()),
-        pid_file: ctx.config.data_dir.join("proxy.pid").display().to_string(),
-        upgrade_sock: ctx.config.data_dir.join("proxy-upgrade.sock").display().to_string(),
-        daemon: false,
         ..Default::default()
+    });
+    let (pingora_shutdown, pingora_watch) = tokio::sync::watch::channel(false);
+    let pingora_for = |tls: bool| {
+        let mut proxy = pingora::proxy::http_proxy(&conf, ProxyApp::new(shared.clone(), tls));
+        // Non-exhaustive upstream: start from the defaults and set fields.
+        #[allow(clippy::field_reassign_with_default)]
+        {
+            let mut o = pingora::apps::HttpServerOptions::default();
+            o.keepalive_request_limit = Some(fast::KEEPALIVE_REQUEST_LIMIT);
+            o.h2_idle_timeout = Some(Duration::from_secs(120));
+            proxy.server_options = Some(o);
+        }
+        Arc::new(proxy)
     };
-    let mut server = Server::new_with_opt_and_conf(None, conf);
-    server.bootstrap();
+    let plain = Arc::new(fast::Listener {
+        shared: shared.clone(),
+        pingora: pingora_for(false),
+        tls: None,
+        shutdown: pingora_watch.clone(),
+    });
+    let tls_config = ca.proxy_server_config().map_err(|e| anyhow::anyhow!("proxy: TLS settings: {e}"))?;
+    let secure = Arc::new(fast::Listener {
+        shared: shared.clone(),
+        pingora: pingora_for(true),
+        tls: Some(tokio_rustls::TlsAcceptor::from(tls_config)),
+        shutdown: pingora_watch,
+    });
 
-    let http_addrs = listeners.http_addrs();
-    let https_addrs = listeners.https_addrs();
-    if !http_addrs.is_empty() {
-        let mut svc =
-            pingora::proxy::http_proxy_service_with_name(&server.configuration, ProxyApp::new(shared.clone(), false), "proxy-http");
-        set_server_options(&mut svc);
-        for a in &http_addrs {
-            svc.add_tcp(&a.to_string());
-        }
-        server.add_service(svc);
-    }
-    if !https_addrs.is_empty() {
-        let mut svc =
-            pingora::proxy::http_proxy_service_with_name(&server.configuration, ProxyApp::new(shared.clone(), true), "proxy-https");
-        set_server_options(&mut svc);
-        for a in &https_addrs {
-            let mut tls = TlsSettings::with_callbacks(Box::new(NoCallbacks)).map_err(|e| anyhow::anyhow!("proxy: TLS settings: {e}"))?;
-            tls.set_cert_resolver(ca.proxy_resolver());
-            tls.enable_h2();
-            svc.add_tls_with_settings(&a.to_string(), None, tls);
-        }
-        server.add_service(svc);
-    }
-
-    // Release our probe sockets right before pingora binds the same addresses.
-    drop(listeners);
+    let sockets: Vec<(SocketAddr, TcpListener, Arc<fast::Listener>)> = listeners
+        .http
+        .into_iter()
+        .map(|(a, l)| (a, l, plain.clone()))
+        .chain(listeners.https.into_iter().map(|(a, l)| (a, l, secure.clone())))
+        .collect();
     let token = CancellationToken::new();
-    let signal = TokenSignal(token.clone());
-    let thread = std::thread::Builder::new()
-        .name("proxy-pingora".into())
-        .spawn(move || {
-            server.run(RunArgs {
-                shutdown_signal: Box::new(signal),
-            })
-        })
-        .context("proxy: cannot start the pingora thread")?;
-
-    // Ready means pingora's listening socket exists. Checked in /proc/net/tcp* rather than
-    // by connecting, so no half-open probe reaches the TLS listener (it would log a failed
-    // handshake).
-    let deadline = Instant::now() + Duration::from_secs(10);
-    for a in http_addrs.iter().chain(https_addrs.iter()) {
-        loop {
-            if is_listening(*a)
-                .unwrap_or_else(|| std::net::TcpStream::connect_timeout(&loopback_for(*a), Duration::from_millis(200)).is_ok())
-            {
-                break;
-            }
-            if Instant::now() > deadline || thread.is_finished() {
-                token.cancel();
-                anyhow::bail!(
-                    "proxy: listener {a} did not come up (another program may have taken port {})",
-                    a.port()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+    let mut workers = Vec::new();
+    for n in 0..cfg.threads.max(1) {
+        // Every worker accepts on every listener (a duplicate of the same socket).
+        let mine = sockets
+            .iter()
+            .map(|(a, l, kind)| Ok((l.try_clone().with_context(|| format!("proxy: listener {a}"))?, kind.clone())))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let token = token.clone();
+        let worker = std::thread::Builder::new()
+            .name(format!("proxy-{n}"))
+            .spawn(move || fast::run_worker(mine, token, Duration::from_secs(3)))
+            .context("proxy: cannot start a worker thread")?;
+        workers.push(worker);
+    }
+    for (a, _, _) in &sockets {
         tracing::info!(service = "proxy", addr = %a, "listening");
     }
     Ok(ProxyHandle {
         ctx: ctx.clone(),
         shared,
         management,
-        thread,
+        workers,
         token,
-    })
-}
-
-/// Downstream connection limits: requests per keep-alive connection, idle HTTP/2 connections.
-fn set_server_options(svc: &mut pingora::services::listening::Service<pingora::proxy::HttpProxy<ProxyApp>>) {
-    if let Some(app) = svc.app_logic_mut() {
-        // Non-exhaustive upstream: start from the defaults and set fields.
-        #[allow(clippy::field_reassign_with_default)]
-        {
-            let mut o = pingora::apps::HttpServerOptions::default();
-            o.keepalive_request_limit = Some(10_000);
-            o.h2_idle_timeout = Some(Duration::from_secs(120));
-            app.server_options = Some(o);
-        }
-    }
-}
-
-/// Connectable address for a listen address (unspecified → loopback).
-fn loopback_for(a: SocketAddr) -> SocketAddr {
-    match a {
-        SocketAddr::V4(v) if v.ip().is_unspecified() => SocketAddr::from(([127, 0, 0, 1], v.port())),
-        SocketAddr::V6(v) if v.ip().is_unspecified() => SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, v.port())),
-        a => a,
-    }
-}
-
-/// Is there a TCP socket in LISTEN state on exactly `addr` (this network namespace)?
-/// `None` when /proc/net is not readable.
-fn is_listening(addr: SocketAddr) -> Option<bool> {
-    let (file, want) = match addr {
-        SocketAddr::V4(v) => ("/proc/net/tcp", proc_net_addr(&v.ip().octets(), v.port())),
-        SocketAddr::V6(v) => ("/proc/net/tcp6", proc_net_addr(&v.ip().octets(), v.port())),
-    };
-    let text = std::fs::read_to_string(file).ok()?;
-    Some(listening_in(&text, &want))
-}
-
-/// The `local_address` column of /proc/net/tcp*: each 32-bit word of the address printed
-/// as a native-endian hex number, then the port in hex.
-fn proc_net_addr(octets: &[u8], port: u16) -> String {
-    let mut s = String::new();
-    for w in octets.chunks(4) {
-        s.push_str(&format!("{:08X}", u32::from_ne_bytes([w[0], w[1], w[2], w[3]])));
-    }
-    format!("{s}:{port:04X}")
-}
-
-/// Does the /proc/net/tcp* text hold a LISTEN (state `0A`) socket on `local`?
-fn listening_in(text: &str, local: &str) -> bool {
-    text.lines().skip(1).any(|l| {
-        let mut f = l.split_whitespace();
-        let (_sl, loc, _rem, st) = (f.next(), f.next(), f.next(), f.next());
-        loc == Some(local) && st == Some("0A")
+        pingora_shutdown,
     })
 }
 
@@ -265,14 +183,15 @@ impl ProxyHandle {
         self.shared.routes.load_full()
     }
 
-    /// Apply plan changes and run health checks until `ctx.shutdown`; then stop pingora.
+    /// Apply plan changes and run health checks until `ctx.shutdown`; then stop the workers.
     pub async fn run(self) -> anyhow::Result<()> {
         let ProxyHandle {
             ctx,
             shared,
             management,
-            thread,
+            workers,
             token,
+            pingora_shutdown,
         } = self;
         let checks = tokio::spawn(health::run_active_checks(
             shared.routes.clone(),
@@ -296,37 +215,26 @@ impl ProxyHandle {
                 }
             }
         }
+        let _ = pingora_shutdown.send(true);
         token.cancel();
         let _ = checks.await;
-        let joined = tokio::task::spawn_blocking(move || thread.join());
+        let joined = tokio::task::spawn_blocking(move || workers.into_iter().map(|w| w.join()).collect::<Vec<_>>());
         match tokio::time::timeout(Duration::from_secs(5), joined).await {
-            Ok(Ok(Ok(()))) => Ok(()),
-            Ok(Ok(Err(_))) => anyhow::bail!("proxy: the pingora thread panicked"),
+            Ok(Ok(results)) => {
+                for r in results {
+                    match r {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => anyhow::bail!("proxy: a worker failed: {e}"),
+                        Err(_) => anyhow::bail!("proxy: a worker thread panicked"),
+                    }
+                }
+                Ok(())
+            }
             Ok(Err(e)) => anyhow::bail!("proxy: {e}"),
             Err(_) => {
-                tracing::warn!(service = "proxy", "pingora did not stop within 5 s");
+                tracing::warn!(service = "proxy", "proxy workers did not stop within 5 s");
                 Ok(())
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn proc_net_listen_detection() {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let a = l.local_addr().unwrap();
-        assert_eq!(is_listening(a), Some(true));
-        drop(l);
-        assert_eq!(is_listening(a), Some(false));
-        let text = "  sl  local_address rem_address   st\n   0: 0100007F:1F90 00000000:0000 0A 0\n   1: 0100007F:0050 0100007F:9C40 01 0\n";
-        assert!(listening_in(text, &proc_net_addr(&[127, 0, 0, 1], 8080)));
-        assert!(
-            !listening_in(text, &proc_net_addr(&[127, 0, 0, 1], 80)),
-            "established, not listening"
-        );
     }
 }

@@ -87,12 +87,13 @@ thread_local! {
     static METRIC_CACHE: std::cell::RefCell<(u64, MetricCache)> = std::cell::RefCell::new((0, MetricCache::new()));
 }
 
-impl ProxyApp {
-    fn record(&self, app: &str, status: u16, elapsed: Duration) {
-        let key = (self.shared.instance, status);
+impl Shared {
+    /// Count a finished request in the per-app request counter and latency histogram.
+    pub fn record(&self, app: &str, status: u16, elapsed: Duration) {
+        let key = (self.instance, status);
         let (c, h) = METRIC_CACHE.with(|cache| {
             let mut cache = cache.borrow_mut();
-            let generation = self.shared.metrics.generation();
+            let generation = self.metrics.generation();
             if cache.0 != generation || cache.1.values().map(|apps| apps.len()).sum::<usize>() > 10_000 {
                 cache.1.clear();
                 cache.0 = generation;
@@ -105,7 +106,7 @@ impl ProxyApp {
                 .or_default()
                 .entry(app.to_string())
                 .or_insert_with(|| {
-                    let m = &self.shared.metrics;
+                    let m = &self.metrics;
                     let code = status.to_string();
                     (
                         m.counter(
@@ -354,7 +355,7 @@ impl ProxyHttp for ProxyApp {
         let status = session.response_written().map(|r| r.status.as_u16()).unwrap_or(0);
         let elapsed = ctx.start.elapsed();
         let app = ctx.route.as_ref().map(|r| r.app_name.as_str()).unwrap_or("-");
-        self.record(app, status, elapsed);
+        self.shared.record(app, status, elapsed);
         if !tracing::enabled!(target: "proximity::proxy::access", tracing::Level::INFO) {
             return;
         }

@@ -367,19 +367,30 @@ impl CertAuthority {
         })
     }
 
+    /// A rustls server configuration for the reverse proxy (tokio-rustls), ALPN `h2` and
+    /// `http/1.1`, certificates from [`CertAuthority::proxy_resolver`].
+    pub fn proxy_server_config(&self) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+        server_config(self.proxy_resolver())
+    }
+
     /// A rustls server configuration for the management API (tokio-rustls), ALPN `h2` and
     /// `http/1.1`, certificates from [`CertAuthority::api_resolver`].
     pub fn api_server_config(&self, listen: &[SocketAddr]) -> Result<Arc<rustls::ServerConfig>, TlsError> {
-        let resolver = self.api_resolver(listen);
-        // Issue once now so a broken CA fails start-up instead of every handshake.
-        resolver.default_leaf()?;
-        let mut cfg = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()?
-            .with_no_client_auth()
-            .with_cert_resolver(resolver);
-        cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-        Ok(Arc::new(cfg))
+        server_config(self.api_resolver(listen))
     }
+}
+
+/// A rustls server configuration (ring, safe default versions, ALPN `h2` and `http/1.1`)
+/// over `resolver`; one certificate is issued now so a broken CA fails start-up instead of
+/// every handshake.
+fn server_config(resolver: Arc<SniResolver>) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    resolver.default_leaf()?;
+    let mut cfg = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_cert_resolver(resolver);
+    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(cfg))
 }
 
 #[derive(Debug, Clone)]
