@@ -1,12 +1,16 @@
 //! Proxy: a raw HTTP/1 request head → the framing/size checks → host extraction exactly as
 //! the proxy does it (URI authority, else `Host`) → normalisation → route lookup → the
-//! redirect `Location` and the 404 page. Must never panic; invariants are asserted.
+//! redirect `Location` and the 404 page; and the fast path's HTTP/1.1 codec over the same
+//! bytes (`proxy::h1`: request verdict and upstream head, the input read as an upstream
+//! response, the chunk scanner in one piece and split). Must never panic; invariants are
+//! asserted.
 #![no_main]
 
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
 use proximity::plan::{NetworkPlan, ProxyRoute};
+use proximity::proxy::h1;
 use proximity::proxy::policy::{self, HeaderLimits};
 use proximity::proxy::routes::{ManagementUpstream, RouteTable, normalize_host};
 
@@ -35,7 +39,59 @@ fn table() -> &'static RouteTable {
     })
 }
 
+/// The fast path's codec: whatever it forwards re-parses as the same request without
+/// hop-by-hop headers; response heads it writes re-parse with the same status; the chunk
+/// scanner's verdict does not depend on how the bytes are split.
+fn fast_path(data: &[u8]) {
+    let fwd = h1::Forwarding {
+        client_ip: "10.20.0.9",
+        proto: "https",
+    };
+    let mut out = Vec::new();
+    if let h1::Parse::Request(info) = h1::read_request(data, &HeaderLimits::default(), fwd, &mut out) {
+        assert!(info.head_len <= data.len());
+        let mut headers = [httparse::EMPTY_HEADER; 256];
+        let mut req = httparse::Request::new(&mut headers);
+        let Ok(httparse::Status::Complete(n)) = req.parse(&out) else {
+            panic!("upstream head does not parse: {:?}", String::from_utf8_lossy(&out));
+        };
+        assert_eq!(n, out.len());
+        let (m, p) = info.method_and_path(&out);
+        assert_eq!((req.method, req.path), (Some(m), Some(p)));
+        for h in req.headers.iter() {
+            for hop in ["connection", "keep-alive", "transfer-encoding", "upgrade", "te"] {
+                assert!(!h.name.eq_ignore_ascii_case(hop), "{hop} forwarded");
+            }
+        }
+        assert_eq!(normalize_host(&info.host).as_deref(), Some(info.host.as_str()));
+    }
+    for (head_method, keep_alive) in [(false, true), (true, false)] {
+        if let h1::ResponseParse::Final(info) = h1::read_response(data, head_method, keep_alive, &mut out) {
+            assert!(info.head_len <= data.len());
+            let mut headers = [httparse::EMPTY_HEADER; 256];
+            let mut resp = httparse::Response::new(&mut headers);
+            let Ok(httparse::Status::Complete(_)) = resp.parse(&out) else {
+                panic!("client head does not parse: {:?}", String::from_utf8_lossy(&out));
+            };
+            assert_eq!(resp.code, Some(info.status));
+            assert!(!(info.framing == h1::Framing::UntilClose && info.keep_alive));
+        }
+    }
+    let whole = h1::ChunkScanner::default().feed(data);
+    let split = data.len() / 3;
+    let mut s = h1::ChunkScanner::default();
+    let pieces = s.feed(&data[..split]).and_then(|(a, done)| {
+        if done { Ok((a, true)) } else { s.feed(&data[split..]).map(|(b, done)| (a + b, done)) }
+    });
+    match (whole, pieces) {
+        (Ok(w), Ok(p)) => assert_eq!(w, p, "split changes the verdict"),
+        (Err(_), Err(_)) => {}
+        (w, p) => panic!("split changes the verdict: {w:?} vs {p:?}"),
+    }
+}
+
 fuzz_target!(|data: &[u8]| {
+    fast_path(data);
     let _ = policy::check_raw_head(data, &HeaderLimits::default());
     let small = HeaderLimits {
         max_header_bytes: 256,
