@@ -55,6 +55,32 @@ thread_local! {
     static POOL: RefCell<HashMap<SocketAddr, VecDeque<(TcpStream, Instant)>>> = RefCell::new(HashMap::new());
     /// Fast-path requests in progress on this thread (shutdown waits for them).
     static BUSY: Cell<usize> = const { Cell::new(0) };
+    /// Spare upstream read buffers of this thread: a connection holds one only while a
+    /// request is in flight, so idle keep-alive connections cost no 16 KiB each.
+    static SPARE_BUFFERS: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Size of an upstream read buffer.
+const UPSTREAM_BUFFER: usize = 16 * 1024;
+/// Spare buffers kept per thread.
+const SPARE_BUFFERS_KEPT: usize = 64;
+
+fn take_buffer() -> Vec<u8> {
+    SPARE_BUFFERS
+        .with(|b| b.borrow_mut().pop())
+        .unwrap_or_else(|| vec![0u8; UPSTREAM_BUFFER])
+}
+
+fn give_buffer(buf: Vec<u8>) {
+    // Buffers grown for a large response head are not kept.
+    if buf.len() == UPSTREAM_BUFFER {
+        SPARE_BUFFERS.with(|b| {
+            let mut b = b.borrow_mut();
+            if b.len() < SPARE_BUFFERS_KEPT {
+                b.push(buf);
+            }
+        });
+    }
 }
 
 fn pool_take(addr: SocketAddr) -> Option<TcpStream> {
@@ -100,7 +126,11 @@ impl Drop for BusyGuard {
 
 /// Run one proxy worker thread's accept loops until `token` is cancelled, then wait up to
 /// `drain` for the fast-path requests in progress.
-pub fn run_worker(listeners: Vec<(std::net::TcpListener, Arc<Listener>)>, token: CancellationToken, drain: Duration) -> std::io::Result<()> {
+pub fn run_worker(
+    listeners: Vec<(std::net::TcpListener, Arc<Listener>)>,
+    token: CancellationToken,
+    drain: Duration,
+) -> std::io::Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let local = tokio::task::LocalSet::new();
     local.block_on(&rt, async move {
@@ -197,7 +227,6 @@ where
     let mut inbuf: Vec<u8> = Vec::with_capacity(4096);
     let mut req_head: Vec<u8> = Vec::with_capacity(1024);
     let mut resp_head: Vec<u8> = Vec::with_capacity(1024);
-    let mut upbuf: Vec<u8> = Vec::new();
     let mut served = 0u32;
     loop {
         // The request head, within one read timeout in total (a client trickling bytes
@@ -234,11 +263,19 @@ where
         let start = Instant::now();
         served += 1;
         let mut keep_alive = info.keep_alive && served < KEEPALIVE_REQUEST_LIMIT && !*listener.shutdown.borrow();
-        if upbuf.is_empty() {
-            upbuf = vec![0u8; 16 * 1024];
-        }
-
-        let outcome = forward(&mut io, &route, &req_head, &mut upbuf, &mut resp_head, info.head_method, keep_alive, shared).await;
+        let mut upbuf = take_buffer();
+        let outcome = forward(
+            &mut io,
+            &route,
+            &req_head,
+            &mut upbuf,
+            &mut resp_head,
+            info.head_method,
+            keep_alive,
+            shared,
+        )
+        .await;
+        give_buffer(upbuf);
         let (status, outcome_name, error) = match outcome {
             Ok((status, ka)) => {
                 keep_alive = ka;
@@ -364,7 +401,9 @@ async fn forward<S: AsyncWrite + Unpin>(
             done = left == 0;
         }
         Framing::Chunked => {
-            let (take, end) = scanner.feed(&upbuf[head_len..filled]).map_err(|_| Forwarded::Upstream(Failure::Broken("invalid chunked body")))?;
+            let (take, end) = scanner
+                .feed(&upbuf[head_len..filled])
+                .map_err(|_| Forwarded::Upstream(Failure::Broken("invalid chunked body")))?;
             resp_head.extend_from_slice(&upbuf[head_len..head_len + take]);
             reusable &= take == avail;
             done = end;
@@ -398,7 +437,9 @@ async fn forward<S: AsyncWrite + Unpin>(
                 filled
             }
             Framing::Chunked => {
-                let (take, end) = scanner.feed(&upbuf[..filled]).map_err(|_| Forwarded::Abort("invalid chunked body"))?;
+                let (take, end) = scanner
+                    .feed(&upbuf[..filled])
+                    .map_err(|_| Forwarded::Abort("invalid chunked body"))?;
                 reusable &= take == filled;
                 done = end;
                 take
@@ -479,7 +520,11 @@ async fn exchange<S: AsyncWrite + Unpin>(
 
 async fn connect(addr: SocketAddr, shared: &Shared) -> Result<TcpStream, Failure> {
     let limits = &shared.limits;
-    let limit = if shared.health.is_up(&addr) { limits.connect_timeout } else { limits.connect_timeout_down };
+    let limit = if shared.health.is_up(&addr) {
+        limits.connect_timeout
+    } else {
+        limits.connect_timeout_down
+    };
     match timeout(limit, TcpStream::connect(addr)).await {
         Ok(Ok(s)) => {
             let _ = s.set_nodelay(true);

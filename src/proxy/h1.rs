@@ -46,7 +46,9 @@ impl RequestInfo {
     /// Method and request target, read back from the upstream head this request wrote.
     pub fn method_and_path<'a>(&self, upstream_head: &'a [u8]) -> (&'a str, &'a str) {
         let m = upstream_head.get(..self.method_len).unwrap_or_default();
-        let p = upstream_head.get(self.method_len + 1..self.method_len + 1 + self.path_len).unwrap_or_default();
+        let p = upstream_head
+            .get(self.method_len + 1..self.method_len + 1 + self.path_len)
+            .unwrap_or_default();
         (std::str::from_utf8(m).unwrap_or("-"), std::str::from_utf8(p).unwrap_or("-"))
     }
 }
@@ -62,9 +64,18 @@ pub struct Forwarding<'a> {
 
 /// Request headers never forwarded (hop-by-hop, or set by the proxy itself).
 fn dropped_request_header(name: &str) -> bool {
-    ["connection", "keep-alive", "proxy-connection", "te", "x-forwarded-proto", "x-forwarded-host", "x-real-ip", "x-forwarded-for"]
-        .iter()
-        .any(|h| name.eq_ignore_ascii_case(h))
+    [
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "te",
+        "x-forwarded-proto",
+        "x-forwarded-host",
+        "x-real-ip",
+        "x-forwarded-for",
+    ]
+    .iter()
+    .any(|h| name.eq_ignore_ascii_case(h))
 }
 
 /// Does a `Connection` header value only hold `keep-alive` / `close` tokens?
@@ -293,7 +304,9 @@ pub fn read_response(buf: &[u8], head_method: bool, client_keep_alive: bool, out
     out.extend_from_slice(b"\r\n");
     for h in resp.headers.iter() {
         let n = h.name;
-        if ["connection", "keep-alive", "proxy-connection"].iter().any(|d| n.eq_ignore_ascii_case(d))
+        if ["connection", "keep-alive", "proxy-connection"]
+            .iter()
+            .any(|d| n.eq_ignore_ascii_case(d))
             || listed.iter().any(|l| l.eq_ignore_ascii_case(n.as_bytes()))
         {
             continue;
@@ -320,7 +333,11 @@ pub fn read_response(buf: &[u8], head_method: bool, client_keep_alive: bool, out
 
 /// The status code as three ASCII digits.
 fn itoa3(status: u16) -> [u8; 3] {
-    [b'0' + (status / 100 % 10) as u8, b'0' + (status / 10 % 10) as u8, b'0' + (status % 10) as u8]
+    [
+        b'0' + (status / 100 % 10) as u8,
+        b'0' + (status / 10 % 10) as u8,
+        b'0' + (status % 10) as u8,
+    ]
 }
 
 /// Finds where a chunked body ends, fed the bytes as they arrive.
@@ -401,7 +418,11 @@ impl ChunkScanner {
                 ChunkState::Data(left) => {
                     let take = left.min((buf.len() - i) as u64);
                     i += take as usize;
-                    self.state = if take == left { ChunkState::DataCr } else { ChunkState::Data(left - take) };
+                    self.state = if take == left {
+                        ChunkState::DataCr
+                    } else {
+                        ChunkState::Data(left - take)
+                    };
                     continue;
                 }
                 ChunkState::DataCr => {
@@ -514,9 +535,16 @@ mod tests {
 
     #[test]
     fn response_framing_and_reuse() {
-        let (p, out) = resp("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\n\r\nhello", false, true);
+        let (p, out) = resp(
+            "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\n\r\nhello",
+            false,
+            true,
+        );
         let ResponseParse::Final(i) = p else { panic!() };
-        assert_eq!((i.status, i.framing, i.upstream_reusable, i.keep_alive), (200, Framing::Length(5), true, true));
+        assert_eq!(
+            (i.status, i.framing, i.upstream_reusable, i.keep_alive),
+            (200, Framing::Length(5), true, true)
+        );
         assert_eq!(out, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n");
 
         let (p, out) = resp("HTTP/1.0 200 OK\r\nServer: x\r\n\r\nbody", false, true);
@@ -524,19 +552,36 @@ mod tests {
         assert_eq!((i.framing, i.upstream_reusable, i.keep_alive), (Framing::UntilClose, false, false));
         assert_eq!(out, "HTTP/1.1 200 OK\r\nServer: x\r\nconnection: close\r\n\r\n");
 
-        let (p, out) = resp("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 9\r\nConnection: close, X-Hop\r\nX-Hop: 1\r\n\r\n", false, true);
+        let (p, out) = resp(
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 9\r\nConnection: close, X-Hop\r\nX-Hop: 1\r\n\r\n",
+            false,
+            true,
+        );
         let ResponseParse::Final(i) = p else { panic!() };
         assert_eq!((i.framing, i.upstream_reusable, i.keep_alive), (Framing::Chunked, false, true));
         assert_eq!(out, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n");
 
-        let ResponseParse::Final(i) = resp("HTTP/1.1 200 OK\r\nContent-Length: 50\r\n\r\n", true, false).0 else { panic!() };
+        let ResponseParse::Final(i) = resp("HTTP/1.1 200 OK\r\nContent-Length: 50\r\n\r\n", true, false).0 else {
+            panic!()
+        };
         assert_eq!((i.framing, i.keep_alive), (Framing::Empty, false));
-        let ResponseParse::Final(i) = resp("HTTP/1.1 304 Not Modified\r\nContent-Length: 50\r\n\r\n", false, true).0 else { panic!() };
+        let ResponseParse::Final(i) = resp("HTTP/1.1 304 Not Modified\r\nContent-Length: 50\r\n\r\n", false, true).0 else {
+            panic!()
+        };
         assert_eq!(i.framing, Framing::Empty);
-        assert_eq!(resp("HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n", false, true).0, ResponseParse::Interim { head_len: 40 });
+        assert_eq!(
+            resp("HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n", false, true).0,
+            ResponseParse::Interim { head_len: 40 }
+        );
         assert_eq!(resp("HTTP/1.1 101 Switching\r\n\r\n", false, true).0, ResponseParse::Invalid);
-        assert_eq!(resp("HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", false, true).0, ResponseParse::Invalid);
-        assert_eq!(resp("HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n", false, true).0, ResponseParse::Invalid);
+        assert_eq!(
+            resp("HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", false, true).0,
+            ResponseParse::Invalid
+        );
+        assert_eq!(
+            resp("HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n", false, true).0,
+            ResponseParse::Invalid
+        );
         assert_eq!(resp("HTTP/1.1 200 OK\r\nA: b\r\n", false, true).0, ResponseParse::Partial);
         assert_eq!(resp("garbage\r\n\r\n", false, true).0, ResponseParse::Invalid);
     }

@@ -10,8 +10,8 @@ use std::task::{Context, Poll};
 
 use async_trait::async_trait;
 use pingora::protocols::raw_connect::ProxyDigest;
-use pingora::protocols::{GetProxyDigest, GetSocketDigest, GetTimingDigest, SocketDigest, TimingDigest};
 use pingora::protocols::tls::ALPN;
+use pingora::protocols::{GetProxyDigest, GetSocketDigest, GetTimingDigest, SocketDigest, TimingDigest};
 use pingora::protocols::{Peek, Shutdown, Ssl, UniqueID, UniqueIDType};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 
@@ -43,7 +43,10 @@ impl<S> Handed<S> {
 
 impl<S> fmt::Debug for Handed<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Handed").field("fd", &self.fd).field("h2", &self.h2).finish_non_exhaustive()
+        f.debug_struct("Handed")
+            .field("fd", &self.fd)
+            .field("h2", &self.h2)
+            .finish_non_exhaustive()
     }
 }
 
