@@ -615,6 +615,61 @@ def bench_footprint(args, tmp):
     record("footprint", "proximity", "idle RSS", rss, "KiB")
 
 
+def value(section, subject, metric):
+    """The median (first number) of a recorded row, or None."""
+    for s, su, m, v, _ in ROWS:
+        if (s, su, m) == (section, subject, metric):
+            found = re.match(r"\s*(-?[0-9.]+)", str(v))
+            return float(found.group(1)) if found else None
+    return None
+
+
+def targets():
+    """Issue 12's targets, each with the measured value and a verdict (None: not measured)."""
+    def ratio(section, metric, a="proximity", b="dnsmasq"):
+        x, y = value(section, a, metric), value(section, b, metric)
+        return None if x is None or not y else x / y
+
+    def row(name, measured, ok, shown):
+        return (name, shown if measured is not None else "not measured", None if measured is None else ok)
+
+    out = []
+    q = value("dns-local", "ratio", "proximity/dnsmasq QPS")
+    out.append(row("DNS local QPS ≥ 1.2× dnsmasq", q, q is not None and q >= 1.2, f"{q:.2f}×" if q else ""))
+    c = ratio("dns-local", "cpu_us_per_q")
+    out.append(row("DNS CPU per query ≤ 0.5× dnsmasq", c, c is not None and c <= 0.5, f"{c:.2f}×" if c else ""))
+    p = ratio("dns-local", "p99_ms")
+    out.append(row("DNS p99 ≤ 0.8× dnsmasq", p, p is not None and p <= 0.8, f"{p:.2f}×" if p else ""))
+    lost = value("dns-local", "proximity", "lost_pct")
+    out.append(row("DNS 0 lost", lost, lost == 0, f"{lost}%" if lost is not None else ""))
+    best = None
+    for s in sorted({r[0] for r in ROWS if r[0].startswith("dhcp-")}):
+        d, r = value(s, "proximity", "drop_pct"), value(s, "ratio", "proximity/dnsmasq DORA/s (leases durable in both)")
+        if d is not None and r is not None and d < 1 and (best is None or r > best[0]):
+            best = (r, s, d)
+    out.append(row("DHCP ≥ 5× dnsmasq DORA/s, durable, < 1 % drops", best, best is not None and best[0] >= 5,
+                   f"{best[0]:.2f}× at {best[1][5:]} ({best[2]:.2f} % drops)" if best else ""))
+    for scheme in ("http", "https"):
+        sec = f"proxy-{scheme}"
+        q = value(sec, "ratio", "proximity/nginx req/s")
+        out.append(row(f"Proxy {scheme.upper()} ≥ 1.0× nginx req/s", q, q is not None and q >= 1.0, f"{q:.2f}×" if q else ""))
+        p, n, c = (value(sec, x, "p99_ms") for x in ("proximity", "nginx", "caddy"))
+        known = None if None in (p, n, c) else p
+        out.append(row(f"Proxy {scheme.upper()} p99 below nginx and Caddy", known, known is not None and p < n and p < c,
+                       f"{p} ms (nginx {n}, Caddy {c})" if known is not None else ""))
+    m = value("proxy-http", "ratio", "proximity/caddy memory under load (PSS)")
+    out.append(row("Daemon memory under proxy load < Caddy's", m, m is not None and m < 1, f"{m:.2f}× Caddy" if m else ""))
+    idle = value("footprint", "proximity", "idle RSS")
+    out.append(row("Idle RSS < 30 MB", idle, idle is not None and idle < 30 * 1024, f"{idle / 1024:.1f} MiB" if idle else ""))
+    ready = value("footprint", "proximity", "exec→ready (DNS+proxy+API)")
+    out.append(row("Ready < 300 ms after exec", ready, ready is not None and ready < 300, f"{ready} ms" if ready else ""))
+    d, r = value("platform", "proximity", "plan change → DNS answers"), value("platform", "proximity", "plan change → proxy route")
+    known = None if None in (d, r) else max(d, r)
+    out.append(row("Plan change visible in DNS and proxy < 100 ms", known, known is not None and known < 100,
+                   f"DNS {d} ms, proxy {r} ms" if known is not None else ""))
+    return out
+
+
 def write_results(args):
     os.makedirs(OUT, exist_ok=True)
     with open(os.path.join(OUT, "results.tsv"), "w") as f:
@@ -629,7 +684,9 @@ def write_results(args):
           "  and the CPU-per-operation columns, not absolute numbers.",
           f"- Runs alternate A/B; {args.runs} runs of {args.seconds} s per subject; values are median (min–max).",
           "- All traffic on loopback or inside namespaces created by the benchmark." + (" **SMOKE MODE: numbers are not meaningful.**" if args.smoke else ""),
-          "", "| section | subject | metric | value | unit |", "|---|---|---|---|---|"]
+          "", "## Targets (issue 12; medians of this run)", "", "| target | measured | verdict |", "|---|---|---|"]
+    md += [f"| {n} | {v} | {'met' if ok else ('—' if ok is None else '**missed**')} |" for n, v, ok in targets()]
+    md += ["", "## All results", "", "| section | subject | metric | value | unit |", "|---|---|---|---|---|"]
     md += [f"| {s} | {su} | {m} | {v} | {u} |" for s, su, m, v, u in ROWS]
     open(os.path.join(OUT, "results.md"), "w").write("\n".join(md) + "\n")
     print("\n".join(md))
@@ -641,7 +698,14 @@ def main():
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--seconds", type=int, default=10)
     ap.add_argument("--only", default="footprint,dns,proxy,dhcp,platform")
+    ap.add_argument("--report-only", action="store_true",
+                    help="rewrite results.md (with the targets table) from an earlier run's results.tsv; --runs/--seconds describe that run")
     args = ap.parse_args()
+    if args.report_only:
+        with open(os.path.join(OUT, "results.tsv")) as f:
+            ROWS.extend(tuple(line.rstrip("\n").split("\t")) for line in list(f)[1:])
+        write_results(args)
+        return
     if args.smoke:
         args.runs, args.seconds = 1, 1
     if not os.path.exists(BIN):
