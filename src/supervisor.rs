@@ -126,6 +126,17 @@ fn bind_message(service: &str, proto: &str, addr: SocketAddr, e: &std::io::Error
 
 /// Bind a TCP listener for `service`, with an error naming the service and port.
 pub fn bind_tcp(service: &str, addr: SocketAddr) -> Result<std::net::TcpListener, StartError> {
+    bind_tcp_with(service, addr, false)
+}
+
+/// Like [`bind_tcp`], with `SO_REUSEPORT`: several listeners of this process (one per
+/// worker thread) on one address, the kernel spreading new connections over them. A port
+/// held by another program without `SO_REUSEPORT` still fails clearly.
+pub fn bind_tcp_shared(service: &str, addr: SocketAddr) -> Result<std::net::TcpListener, StartError> {
+    bind_tcp_with(service, addr, true)
+}
+
+fn bind_tcp_with(service: &str, addr: SocketAddr, reuse_port: bool) -> Result<std::net::TcpListener, StartError> {
     let sock = socket2::Socket::new(
         socket2::Domain::for_address(addr),
         socket2::Type::STREAM,
@@ -133,6 +144,9 @@ pub fn bind_tcp(service: &str, addr: SocketAddr) -> Result<std::net::TcpListener
     )
     .map_err(|e| bind_message(service, "TCP", addr, &e))?;
     let _ = sock.set_reuse_address(true);
+    if reuse_port {
+        sock.set_reuse_port(true).map_err(|e| bind_message(service, "TCP", addr, &e))?;
+    }
     if addr.is_ipv6() {
         let _ = sock.set_only_v6(true);
     }

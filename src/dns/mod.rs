@@ -686,10 +686,23 @@ pub async fn run(ctx: Context, sockets: DnsSockets, board: LeaseBoard, wan: Opti
             send_failed: by("send_failed"),
         },
     });
-    let mut udp_tasks = Vec::new();
+    // Each UDP socket is served by its own thread with a single-threaded runtime: a burst
+    // of datagrams is received, answered and sent on one thread, with no cross-thread
+    // wake-ups (the full-path tasks it spawns run there too).
+    let mut udp_threads = Vec::new();
     for u in sockets.udp {
-        let sock = tokio::net::UdpSocket::from_std(u)?;
-        udp_tasks.push(tokio::spawn(serve_udp(sock, handler.clone(), ctx.shutdown.clone())));
+        let (handler, token) = (handler.clone(), ctx.shutdown.clone());
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let thread = std::thread::Builder::new().name("dns-udp".into()).spawn(move || {
+            rt.block_on(async move {
+                match tokio::net::UdpSocket::from_std(u) {
+                    Ok(sock) => serve_udp(sock, handler, token).await,
+                    Err(e) => tracing::error!(error = %e, "dns udp socket unusable"),
+                }
+            });
+            rt.shutdown_timeout(Duration::from_millis(100));
+        })?;
+        udp_threads.push(thread);
     }
     let mut server = hickory_server::Server::new(TcpHandler(handler));
     for t in sockets.tcp {
@@ -710,10 +723,15 @@ pub async fn run(ctx: Context, sockets: DnsSockets, board: LeaseBoard, wan: Opti
         tracing::debug!("dns zone rebuilt");
     }
     let _ = tokio::time::timeout(Duration::from_secs(2), server.shutdown_gracefully()).await;
-    for t in udp_tasks {
-        let _ = t.await;
+    let joined = tokio::task::spawn_blocking(move || udp_threads.into_iter().all(|t| t.join().is_ok()));
+    match tokio::time::timeout(Duration::from_secs(3), joined).await {
+        Ok(Ok(true)) => Ok(()),
+        Ok(_) => anyhow::bail!("dns: a UDP thread panicked"),
+        Err(_) => {
+            tracing::warn!("dns UDP threads did not stop within 3 s");
+            Ok(())
+        }
     }
-    Ok(())
 }
 
 #[cfg(test)]

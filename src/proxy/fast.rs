@@ -131,13 +131,14 @@ pub fn run_worker(
     token: CancellationToken,
     drain: Duration,
 ) -> std::io::Result<()> {
+    // Plain tasks on a current-thread runtime (no LocalSet: waking a LocalSet task from I/O
+    // would also wake the runtime through its eventfd, one extra syscall per wake-up).
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let local = tokio::task::LocalSet::new();
-    local.block_on(&rt, async move {
+    rt.block_on(async move {
         for (std_listener, listener) in listeners {
             let l = TcpListener::from_std(std_listener)?;
             let token = token.clone();
-            tokio::task::spawn_local(accept_loop(l, listener, token));
+            tokio::spawn(accept_loop(l, listener, token));
         }
         token.cancelled().await;
         let deadline = Instant::now() + drain;
@@ -147,7 +148,6 @@ pub fn run_worker(
         Ok::<(), std::io::Error>(())
     })?;
     // Dropping the runtime closes the remaining (idle) connections.
-    drop(local);
     rt.shutdown_timeout(Duration::from_millis(100));
     Ok(())
 }
@@ -170,7 +170,7 @@ async fn accept_loop(l: TcpListener, listener: Arc<Listener>, token: Cancellatio
         };
         let _ = tcp.set_nodelay(true);
         let listener = listener.clone();
-        tokio::task::spawn_local(async move {
+        tokio::spawn(async move {
             let fd = tcp.as_raw_fd();
             match &listener.tls {
                 None => serve(tcp, fd, peer, &listener).await,

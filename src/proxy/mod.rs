@@ -34,7 +34,7 @@ use tokio_util::sync::CancellationToken;
 use self::health::HealthTable;
 use self::routes::{ManagementUpstream, RouteTable};
 use self::service::{Limits, ProxyApp, Shared};
-use crate::supervisor::{Context, StartError, bind_tcp};
+use crate::supervisor::{Context, StartError, bind_tcp_shared};
 use crate::tls::CertAuthority;
 
 /// The proxy's listen addresses, bound by [`bind`] to check they are free.
@@ -59,7 +59,7 @@ impl ProxyListeners {
 /// service and the port when one is in use.
 pub fn bind(ctx: &Context) -> Result<ProxyListeners, StartError> {
     let one = |a: &SocketAddr| -> Result<(SocketAddr, TcpListener), StartError> {
-        let l = bind_tcp("proxy", *a)?;
+        let l = bind_tcp_shared("proxy", *a)?;
         let actual = l.local_addr().unwrap_or(*a);
         Ok((actual, l))
     };
@@ -151,12 +151,20 @@ pub async fn start(ctx: &Context, ca: CertAuthority, listeners: ProxyListeners) 
         .collect();
     let token = CancellationToken::new();
     let mut workers = Vec::new();
+    let mut first = Some(sockets.iter().map(|(_, l, kind)| (l, kind.clone())).collect::<Vec<_>>());
     for n in 0..cfg.threads.max(1) {
-        // Every worker accepts on every listener (a duplicate of the same socket).
-        let mine = sockets
-            .iter()
-            .map(|(a, l, kind)| Ok((l.try_clone().with_context(|| format!("proxy: listener {a}"))?, kind.clone())))
-            .collect::<anyhow::Result<Vec<_>>>()?;
+        // Every worker has its own socket on every listen address (SO_REUSEPORT), so the
+        // kernel spreads connections evenly; the first worker takes the sockets bound at start.
+        let mine = match first.take() {
+            Some(bound) => bound
+                .into_iter()
+                .map(|(l, kind)| Ok((l.try_clone().context("proxy: listener")?, kind)))
+                .collect::<anyhow::Result<Vec<_>>>()?,
+            None => sockets
+                .iter()
+                .map(|(a, _, kind)| Ok((bind_tcp_shared("proxy", *a).map_err(|e| anyhow::anyhow!("{e}"))?, kind.clone())))
+                .collect::<anyhow::Result<Vec<_>>>()?,
+        };
         let token = token.clone();
         let worker = std::thread::Builder::new()
             .name(format!("proxy-{n}"))
