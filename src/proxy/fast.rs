@@ -264,17 +264,14 @@ where
         served += 1;
         let mut keep_alive = info.keep_alive && served < KEEPALIVE_REQUEST_LIMIT && !*listener.shutdown.borrow();
         let mut upbuf = take_buffer();
-        let outcome = forward(
-            &mut io,
-            &route,
-            &req_head,
-            &mut upbuf,
-            &mut resp_head,
-            info.head_method,
+        let out = Outbound {
+            route: &route,
+            req_head: &req_head,
+            head_method: info.head_method,
             keep_alive,
             shared,
-        )
-        .await;
+        };
+        let outcome = forward(&mut io, &out, &mut upbuf, &mut resp_head).await;
         give_buffer(upbuf);
         let (status, outcome_name, error) = match outcome {
             Ok((status, ka)) => {
@@ -362,23 +359,32 @@ async fn write_down<S: AsyncWrite + Unpin>(io: &mut S, buf: &[u8], limit: Durati
     }
 }
 
-/// Send `req_head` upstream and relay the response to `io`. Returns the status and
-/// whether the client connection stays open.
-#[allow(clippy::too_many_arguments)]
+/// One request on its way upstream.
+struct Outbound<'a> {
+    route: &'a Route,
+    /// The head to send upstream.
+    req_head: &'a [u8],
+    /// HEAD request (no response body).
+    head_method: bool,
+    /// The client keeps the connection open after this response.
+    keep_alive: bool,
+    shared: &'a Shared,
+}
+
+/// Send the request upstream and relay the response to `io` (`upbuf` reads the upstream,
+/// `resp_head` holds the head for the client). Returns the status and whether the client
+/// connection stays open.
 async fn forward<S: AsyncWrite + Unpin>(
     io: &mut S,
-    route: &Route,
-    req_head: &[u8],
+    out: &Outbound<'_>,
     upbuf: &mut Vec<u8>,
     resp_head: &mut Vec<u8>,
-    head_method: bool,
-    keep_alive: bool,
-    shared: &Shared,
 ) -> Result<(u16, bool), Forwarded> {
+    let (route, shared) = (out.route, out.shared);
     let limits = &shared.limits;
     let up_timeout = limits.upstream_timeout;
     let down_timeout = limits.downstream_read_timeout;
-    let (mut up, info, mut filled) = exchange(route, req_head, upbuf, resp_head, head_method, keep_alive, io, shared).await?;
+    let (mut up, info, mut filled) = exchange(io, out, upbuf, resp_head).await?;
     shared.health.mark_up(route.upstream);
 
     let head_len = info.head_len;
@@ -457,17 +463,13 @@ async fn forward<S: AsyncWrite + Unpin>(
 /// Get a response head for `req_head`: on a pooled connection first, on a new one when
 /// the pooled one turns out closed before answering. Interim (1xx) responses are relayed
 /// to the client on the way.
-#[allow(clippy::too_many_arguments)]
 async fn exchange<S: AsyncWrite + Unpin>(
-    route: &Route,
-    req_head: &[u8],
+    io: &mut S,
+    out: &Outbound<'_>,
     upbuf: &mut Vec<u8>,
     resp_head: &mut Vec<u8>,
-    head_method: bool,
-    keep_alive: bool,
-    io: &mut S,
-    shared: &Shared,
 ) -> Result<(TcpStream, h1::ResponseInfo, usize), Forwarded> {
+    let (route, shared) = (out.route, out.shared);
     let limits = &shared.limits;
     let mut pooled = pool_take(route.upstream);
     loop {
@@ -476,7 +478,7 @@ async fn exchange<S: AsyncWrite + Unpin>(
             Some(s) => s,
             None => connect(route.upstream, shared).await.map_err(Forwarded::Upstream)?,
         };
-        match timeout(limits.upstream_timeout, up.write_all(req_head)).await {
+        match timeout(limits.upstream_timeout, up.write_all(out.req_head)).await {
             Ok(Ok(())) => {}
             Ok(Err(_)) if reused => continue,
             Ok(Err(_)) => return Err(Forwarded::Upstream(Failure::Broken("upstream write failed"))),
@@ -502,7 +504,7 @@ async fn exchange<S: AsyncWrite + Unpin>(
                 return Err(Forwarded::Upstream(Failure::Broken("upstream closed the connection")));
             }
             filled += n;
-            match h1::read_response(&upbuf[..filled], head_method, keep_alive, resp_head) {
+            match h1::read_response(&upbuf[..filled], out.head_method, out.keep_alive, resp_head) {
                 ResponseParse::Partial => {}
                 ResponseParse::Invalid => return Err(Forwarded::Upstream(Failure::Broken("invalid upstream response"))),
                 ResponseParse::Interim { head_len } => {

@@ -372,6 +372,22 @@ enum ChunkState {
 pub struct ChunkError;
 
 impl ChunkScanner {
+    /// One byte of a chunk-extension or trailer line: CR moves to `on_cr`, a bare LF or a
+    /// line longer than `max` is an error.
+    fn line_byte(&mut self, b: u8, on_cr: ChunkState, max: usize) -> Result<(), ChunkError> {
+        match b {
+            b'\r' => self.state = on_cr,
+            b'\n' => return Err(ChunkError),
+            _ => {
+                self.line_len += 1;
+                if self.line_len > max {
+                    return Err(ChunkError);
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Feed the next bytes; returns how many of them belong to the body and whether the
     /// body ended there. Bytes after the end are not consumed.
     pub fn feed(&mut self, buf: &[u8]) -> Result<(usize, bool), ChunkError> {
@@ -392,16 +408,7 @@ impl ChunkScanner {
                     b'\r' if self.size_digits > 0 => self.state = ChunkState::SizeLf,
                     _ => return Err(ChunkError),
                 },
-                ChunkState::Extension => match b {
-                    b'\r' => self.state = ChunkState::SizeLf,
-                    b'\n' => return Err(ChunkError),
-                    _ => {
-                        self.line_len += 1;
-                        if self.line_len > 4096 {
-                            return Err(ChunkError);
-                        }
-                    }
-                },
+                ChunkState::Extension => self.line_byte(b, ChunkState::SizeLf, 4096)?,
                 ChunkState::SizeLf => {
                     if b != b'\n' {
                         return Err(ChunkError);
@@ -437,16 +444,7 @@ impl ChunkScanner {
                     }
                     self.state = ChunkState::Size;
                 }
-                ChunkState::Trailer => match b {
-                    b'\r' => self.state = ChunkState::TrailerLf,
-                    b'\n' => return Err(ChunkError),
-                    _ => {
-                        self.line_len += 1;
-                        if self.line_len > 8192 {
-                            return Err(ChunkError);
-                        }
-                    }
-                },
+                ChunkState::Trailer => self.line_byte(b, ChunkState::TrailerLf, 8192)?,
                 ChunkState::TrailerLf => {
                     if b != b'\n' {
                         return Err(ChunkError);
