@@ -253,9 +253,7 @@ where
         let Some(route) = route else {
             return handoff(io, fd, inbuf, false, listener).await;
         };
-        let (method, _) = info.method_and_path(&req_head);
-        let idempotent = matches!(method, "GET" | "HEAD" | "OPTIONS" | "PUT" | "DELETE" | "TRACE");
-        if route.upstream_tls || !idempotent || (!is_tls && route.https_redirect && shared.https_port.is_some()) {
+        if route.upstream_tls || (!is_tls && route.https_redirect && shared.https_port.is_some()) {
             return handoff(io, fd, inbuf, false, listener).await;
         }
         inbuf.drain(..info.head_len);
@@ -296,7 +294,10 @@ where
                 let page = policy::bad_gateway_page(&route.app_name);
                 let head = format!(
                     "HTTP/1.1 {status} {}\r\ncontent-type: text/html; charset=utf-8\r\ncache-control: no-store\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
-                    if status == 504 { "Gateway Timeout" } else { "Bad Gateway" },
+                    axum::http::StatusCode::from_u16(status)
+                        .ok()
+                        .and_then(|c| c.canonical_reason())
+                        .unwrap_or(""),
                     page.len()
                 );
                 let mut all = head.into_bytes();
@@ -521,13 +522,7 @@ async fn exchange<S: AsyncWrite + Unpin>(
 }
 
 async fn connect(addr: SocketAddr, shared: &Shared) -> Result<TcpStream, Failure> {
-    let limits = &shared.limits;
-    let limit = if shared.health.is_up(&addr) {
-        limits.connect_timeout
-    } else {
-        limits.connect_timeout_down
-    };
-    match timeout(limit, TcpStream::connect(addr)).await {
+    match timeout(shared.connect_timeout(&addr), TcpStream::connect(addr)).await {
         Ok(Ok(s)) => {
             let _ = s.set_nodelay(true);
             Ok(s)

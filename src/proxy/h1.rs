@@ -2,8 +2,8 @@
 //! itself, the request head sent upstream, the response head sent back and how the
 //! response body is framed. No I/O.
 //!
-//! The fast path takes the common case only: an HTTP/1.1 request without a body, upgrade or
-//! `Expect`, with a well-formed head. Everything else (bodies, WebSocket, HTTP/1.0, h2,
+//! The fast path takes the common case only: an HTTP/1.1 request with an idempotent method
+//! and without a body, upgrade or `Expect`, with a well-formed head. Everything else (bodies, WebSocket, HTTP/1.0, h2,
 //! malformed or oversized heads) is [`Parse::Handoff`]: the connection goes to pingora with
 //! the bytes read so far, which answers it with the full policy.
 
@@ -109,7 +109,9 @@ pub fn read_request(buf: &[u8], limits: &HeaderLimits, fwd: Forwarding<'_>, out:
     let (Some(method), Some(path)) = (req.method, req.path) else {
         return Parse::Handoff;
     };
-    if method == "CONNECT" || !path.starts_with('/') {
+    // Only idempotent methods: a pooled upstream connection found closed is retried on a
+    // new one, which must not repeat a POST. CONNECT and absolute-form targets go too.
+    if !matches!(method, "GET" | "HEAD" | "OPTIONS" | "PUT" | "DELETE" | "TRACE") || !path.starts_with('/') {
         return Parse::Handoff;
     }
     let mut host_raw: Option<&[u8]> = None;
@@ -506,6 +508,8 @@ mod tests {
             "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
             "GET http://a/ HTTP/1.1\r\nHost: a\r\n\r\n",
             "CONNECT a:443 HTTP/1.1\r\nHost: a\r\n\r\n",
+            "POST /form HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n",
+            "PATCH / HTTP/1.1\r\nHost: a\r\n\r\n",
             "GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\nContent-Length: 0\r\n\r\n",
             "GET / HTTP/1.1\r\nHost: a\r\nConnection: x-secret\r\n\r\n",
             "GET / HTTP/1.1\r\nHost: bad host\r\n\r\n",

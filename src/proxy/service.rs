@@ -56,6 +56,18 @@ pub struct Shared {
     pub instance: u64,
 }
 
+impl Shared {
+    /// Connect timeout for `upstream`: shorter while it is marked down, so a dead app
+    /// answers 502 quickly (both request paths use it).
+    pub fn connect_timeout(&self, upstream: &SocketAddr) -> Duration {
+        if self.health.is_up(upstream) {
+            self.limits.connect_timeout
+        } else {
+            self.limits.connect_timeout_down
+        }
+    }
+}
+
 /// A process-unique id for [`Shared::instance`].
 pub fn next_instance() -> u64 {
     static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
@@ -264,11 +276,7 @@ impl ProxyHttp for ProxyApp {
         let limits = &self.shared.limits;
         let mut peer = HttpPeer::new(route.upstream, route.upstream_tls, peer_sni(&route));
         let o = &mut peer.options;
-        o.connection_timeout = Some(if self.shared.health.is_up(&route.upstream) {
-            limits.connect_timeout
-        } else {
-            limits.connect_timeout_down
-        });
+        o.connection_timeout = Some(self.shared.connect_timeout(&route.upstream));
         o.total_connection_timeout = Some(limits.connect_timeout + Duration::from_secs(2));
         o.read_timeout = Some(limits.upstream_timeout);
         o.write_timeout = Some(limits.upstream_timeout);
